@@ -1,0 +1,332 @@
+/* arbor.h -- the only header users include.
+ *
+ * Arbor runs lightweight stackful processes on a pool of worker threads.
+ * Every process has its own stack, a pid that is never reused during the
+ * life of its runtime, and a dotted name.  See README.md for the design and
+ * the ownership rules; every function below documents its error codes.
+ */
+#ifndef ARBOR_H
+#define ARBOR_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arbor/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define ARBOR_API __attribute__((visibility("default")))
+#define ARBOR_NODISCARD __attribute__((warn_unused_result))
+#else
+#define ARBOR_API
+#define ARBOR_NODISCARD
+#endif
+
+/* ------------------------------------------------------------------------
+ * Errors
+ *
+ * Every fallible function returns 0 (or a count >= 0) on success and one of
+ * these negative codes on failure.  A failed call has no effect, and its
+ * out-parameters are left untouched.
+ * ------------------------------------------------------------------------ */
+
+#define ARBOR_ERRNO_MAP(XX)                                                    \
+  XX(EINVAL, -EINVAL, "invalid argument")                                      \
+  XX(ENOMEM, -ENOMEM, "out of memory")                                         \
+  XX(EAGAIN, -EAGAIN, "resource temporarily unavailable, try again")           \
+  XX(ESRCH, -ESRCH, "no such process")                                         \
+  XX(ETIMEDOUT, -ETIMEDOUT, "timed out")                                       \
+  XX(ECANCELED, -ECANCELED, "process is being shut down")                      \
+  XX(ENAMETOOLONG, -ENAMETOOLONG, "name too long")                             \
+  XX(EDEADLK, -EDEADLK, "call would block a worker thread")                    \
+  XX(ENOTPROC, -4001, "must be called from inside a process")                  \
+  XX(ESHUTDOWN, -4002, "runtime is shutting down")                             \
+  XX(EOTHERRT, -4003, "process belongs to another runtime")
+
+/** Error codes.  POSIX-meaning codes are -errno; the rest sit below -4000. */
+enum arbor_errno {
+#define ARBOR__XX(name, value, msg) ARBOR_##name = (value),
+  ARBOR_ERRNO_MAP(ARBOR__XX)
+#undef ARBOR__XX
+};
+
+/** A sentence describing @p err ("unknown error" for codes not in the table).
+ *
+ * @return A static string; never NULL.
+ * @par Thread safety
+ * Any thread.
+ */
+ARBOR_API const char *arbor_strerror(int err);
+
+/** The symbolic name of @p err, such as "ARBOR_ESRCH" ("ARBOR_UNKNOWN" for
+ * codes not in the table, "ARBOR_OK" for 0).
+ *
+ * @return A static string; never NULL.
+ * @par Thread safety
+ * Any thread.
+ */
+ARBOR_API const char *arbor_err_name(int err);
+
+/* ------------------------------------------------------------------------
+ * Exit reasons
+ *
+ * A process function returns its exit reason: 0 is a normal exit, positive
+ * values are the application's own, and the runtime uses the negative
+ * values below (and, where a call failed, an ARBOR_E* code).
+ * ------------------------------------------------------------------------ */
+
+#define ARBOR_NORMAL 0
+/** The process was ended by arbor_rt_shutdown(). */
+#define ARBOR_REASON_SHUTDOWN (-5001)
+/** The process was killed (untrappable). */
+#define ARBOR_REASON_KILLED (-5002)
+
+/* ------------------------------------------------------------------------
+ * Types
+ * ------------------------------------------------------------------------ */
+
+/** A runtime: a pool of workers and the processes they run.  Opaque. */
+typedef struct arbor_rt arbor_rt;
+
+/** A process identifier.  0 is never a valid pid.  A pid is never reused
+ * during the life of its runtime, and it does not resolve in any other
+ * runtime. */
+typedef uint64_t arbor_pid;
+
+/** A process body.  Its return value is the process's exit reason. */
+typedef int (*arbor_fn)(void *arg);
+
+/** How process stacks are mapped. */
+enum arbor_stack_mode {
+  /** Guarded stacks while the kernel's mapping budget allows, then slab
+   * stacks (the default; see README "Stacks"). */
+  ARBOR_STACK_AUTO = 0,
+  /** Every stack has its own mapping and a PROT_NONE guard page.  A spawn
+   * fails with ARBOR_ENOMEM once vm.max_map_count is exhausted. */
+  ARBOR_STACK_GUARDED = 1,
+  /** Stacks are carved from large shared mappings with no guard page; an
+   * overflow is detected after the fact by a canary check at each switch. */
+  ARBOR_STACK_SLAB = 2,
+};
+
+/** Runtime options.  Zero-initialise; every zero field means "default".
+ * New fields are only ever appended. */
+typedef struct arbor_rt_opts {
+  /** Worker threads; 0 = the number of online CPUs. At most 256. */
+  unsigned workers;
+  /** Default process stack size in bytes; 0 = 64 KiB.  Rounded up to whole
+   * pages; at least 16 KiB, at most 1 GiB. */
+  size_t stack_size;
+  /** An enum arbor_stack_mode; 0 = ARBOR_STACK_AUTO. */
+  int stack_mode;
+  /** Stacks kept for reuse by each worker; 0 = 256. */
+  unsigned stack_cache;
+  /** Seed of the work-stealing victim choice; 0 = taken from the clock.
+   * With workers = 1 and a fixed seed, scheduling is deterministic. */
+  uint64_t seed;
+} arbor_rt_opts;
+
+/** Per-spawn options.  Zero-initialise; zero fields mean "default". */
+typedef struct arbor_spawn_opts {
+  /** A name segment, appended to the parent's dotted path ("root.sup" +
+   * "worker" = "root.sup.worker").  NULL: the child takes its parent's path
+   * unchanged.  Characters other than [A-Za-z0-9_] become '_', runs of '_'
+   * collapse, and leading or trailing '_' are dropped. */
+  const char *name;
+  /** Stack size for this process; 0 = the runtime's default. */
+  size_t stack_size;
+  /** ARBOR_SPAWN_* flags, or 0. */
+  unsigned flags;
+} arbor_spawn_opts;
+
+/** Spawn flag: the process stays a zombie after it exits, holding its exit
+ * reason, until one arbor_wait() collects it (as pthread_join does).  Its
+ * stack is freed at exit; only a small record remains.  Without this flag a
+ * process is reaped as soon as it exits, and arbor_wait() must start before
+ * the exit to see it. */
+#define ARBOR_SPAWN_JOINABLE 1u
+
+/** Counters of one worker, for tests, benchmarks and monitoring.  Every
+ * count is since the runtime was created. */
+typedef struct arbor_worker_stats {
+  uint64_t runs;    /**< times a process was switched to */
+  uint64_t spawns;  /**< processes spawned by processes on this worker */
+  uint64_t steals;  /**< processes taken from other workers */
+  uint64_t injects; /**< processes taken from the global injection queue */
+  uint64_t parks;   /**< times the worker thread went to sleep */
+  uint64_t lifo;    /**< runs taken from the LIFO slot */
+} arbor_worker_stats;
+
+/** Longest name a process can have, including the terminating NUL. */
+#define ARBOR_NAME_MAX 256
+
+/* ------------------------------------------------------------------------
+ * Runtime life cycle
+ * ------------------------------------------------------------------------ */
+
+/** Create a runtime and start its workers.
+ *
+ * @param[out] rt    The new runtime.
+ * @param      opts  Options, or NULL for all defaults.  Copied.
+ * @return 0, ARBOR_EINVAL (rt is NULL or an option is out of range),
+ *         ARBOR_ENOMEM, or ARBOR_EAGAIN (a worker thread could not start).
+ * @par Ownership
+ * The caller owns *rt and must arbor_rt_destroy() it.
+ * @par Thread safety
+ * Any thread.
+ */
+ARBOR_API ARBOR_NODISCARD int arbor_rt_create(arbor_rt **rt,
+                                              const arbor_rt_opts *opts);
+
+/** End every process, stop the workers and free every stack.
+ *
+ * New spawns fail with ARBOR_ESHUTDOWN from the start of the call.  Every
+ * live process is ended with reason ARBOR_REASON_SHUTDOWN: one that has not
+ * started yet is discarded without running; one that is suspended is resumed
+ * and ends inside the runtime call it is suspended in, running its defers;
+ * one that is running ends at its next runtime call.  A process that never
+ * makes a runtime call again keeps shutdown waiting (see README "Faults").
+ * Calling it again is harmless.
+ *
+ * @return 0, ARBOR_EINVAL (rt is NULL) or ARBOR_EDEADLK (called from one of
+ *         rt's own processes, which would wait for itself).
+ * @par Thread safety
+ * Any thread that is not a worker of @p rt.
+ */
+ARBOR_API int arbor_rt_shutdown(arbor_rt *rt);
+
+/** Shut @p rt down if that has not been done, then free it.  NULL is a
+ * no-op.  From one of rt's own processes this does nothing (the runtime
+ * cannot destroy itself from inside).
+ *
+ * @par Thread safety
+ * Any thread that is not a worker of @p rt; no other call on @p rt may run
+ * at the same time or later.
+ */
+ARBOR_API void arbor_rt_destroy(arbor_rt *rt);
+
+/** The number of worker threads of @p rt, or ARBOR_EINVAL if rt is NULL. */
+ARBOR_API int arbor_rt_workers(const arbor_rt *rt);
+
+/** The number of live processes of @p rt (a snapshot), or ARBOR_EINVAL. */
+ARBOR_API int64_t arbor_rt_live(const arbor_rt *rt);
+
+/** Copy the counters of up to @p n workers into @p out.
+ *
+ * @return The number of workers copied, or ARBOR_EINVAL (rt or out NULL).
+ * @par Thread safety
+ * Any thread; the counters are read without stopping the workers.
+ */
+ARBOR_API int arbor_rt_stats(const arbor_rt *rt, arbor_worker_stats *out,
+                             unsigned n);
+
+/** The runtime of the calling process, or NULL outside a process. */
+ARBOR_API arbor_rt *arbor_rt_current(void);
+
+/* ------------------------------------------------------------------------
+ * Processes
+ * ------------------------------------------------------------------------ */
+
+/** Spawn a process running fn(arg).
+ *
+ * @param      rt    The runtime, or NULL for the calling process's runtime.
+ * @param[out] pid   The new pid; may be NULL.
+ * @param      fn    The process body.
+ * @param      arg   Passed to fn as is.
+ * @param      opts  Options, or NULL.  Copied.
+ * @return 0, ARBOR_EINVAL (fn NULL; rt NULL outside a process; a stack size
+ *         out of range; a name that is empty after sanitising),
+ *         ARBOR_ENAMETOOLONG (the dotted path would exceed ARBOR_NAME_MAX-1),
+ *         ARBOR_ENOMEM (no memory, or no stack could be mapped), or
+ *         ARBOR_ESHUTDOWN (the runtime is shutting down).
+ * @par Ownership
+ * arg is the caller's business: the runtime never touches it.
+ * @par Thread safety
+ * Any thread, inside or outside a process.  A process that calls it may be
+ * ended here if it has been asked to exit.
+ */
+ARBOR_API ARBOR_NODISCARD int arbor_spawn(arbor_rt *rt, arbor_pid *pid,
+                                          arbor_fn fn, void *arg,
+                                          const arbor_spawn_opts *opts);
+
+/** The pid of the calling process, or 0 outside a process. */
+ARBOR_API arbor_pid arbor_self(void);
+
+/** The index of the worker running the calling process, or -1 outside a
+ * process. */
+ARBOR_API int arbor_worker(void);
+
+/** Let other runnable processes run; the caller goes to the back of its
+ * worker's run queue.
+ *
+ * @return 0 or ARBOR_ENOTPROC.  If the process has been asked to exit (see
+ *         arbor_rt_shutdown()), it ends here and the call does not return.
+ * @par Thread safety
+ * Inside a process only.
+ */
+ARBOR_API int arbor_yield(void);
+
+/** End the calling process with @p reason, running its defers.  Does not
+ * return when called from a process.
+ *
+ * @return ARBOR_ENOTPROC when called outside a process.
+ */
+ARBOR_API int arbor_exit(int reason);
+
+/** Register fn(arg) to run when the calling process ends, however it ends
+ * (return, arbor_exit(), or being ended by the runtime).  Defers run in
+ * reverse order of registration, on the process's own stack.
+ *
+ * @return 0, ARBOR_EINVAL (fn NULL), ARBOR_ENOMEM or ARBOR_ENOTPROC.
+ * @par Thread safety
+ * Inside a process only.
+ */
+ARBOR_API ARBOR_NODISCARD int arbor_defer(void (*fn)(void *arg), void *arg);
+
+/** Copy the dotted name of process @p pid into @p buf.
+ *
+ * @param rt   The runtime, or NULL for the calling process's runtime.
+ * @param buf  Receives the NUL-terminated name (truncated to cap-1 bytes).
+ * @param cap  Size of buf; at least 1.
+ * @return The full length of the name (not counting the NUL), ARBOR_EINVAL,
+ *         ARBOR_ESRCH (pid is not alive in rt) or ARBOR_EOTHERRT.
+ * @par Thread safety
+ * Any thread.
+ */
+ARBOR_API int arbor_name(arbor_rt *rt, arbor_pid pid, char *buf, size_t cap);
+
+/** Whether @p pid is alive in @p rt.
+ *
+ * @return 1 (alive), 0 (exited, or never existed), ARBOR_EINVAL or
+ *         ARBOR_EOTHERRT (pid belongs to another runtime).
+ */
+ARBOR_API int arbor_alive(arbor_rt *rt, arbor_pid pid);
+
+/** Wait, from a thread that is not one of rt's workers, until @p pid exits.
+ *
+ * @param      rt          The runtime.
+ * @param      pid         The process to wait for.
+ * @param      timeout_ms  Negative waits forever; 0 polls.
+ * @param[out] reason      The exit reason; may be NULL.
+ * A process spawned with ARBOR_SPAWN_JOINABLE can be waited for before or
+ * after it exits, and the first successful wait reaps it.  Any other process
+ * can only be waited for while it is alive.
+ *
+ * @return 0, ARBOR_EINVAL, ARBOR_ESRCH (pid has exited and been reaped, or
+ *         never existed), ARBOR_EOTHERRT, ARBOR_ETIMEDOUT (the process is
+ *         still alive) or ARBOR_EDEADLK (called from a worker of rt).
+ * @par Thread safety
+ * Any thread except rt's workers.  Several threads may wait for one pid.
+ */
+ARBOR_API ARBOR_NODISCARD int arbor_wait(arbor_rt *rt, arbor_pid pid,
+                                         int64_t timeout_ms, int *reason);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ARBOR_H */

@@ -1,0 +1,178 @@
+/* sched/runq.c -- per-worker run queues and the global injection queue.
+ *
+ * Each worker owns a 256-slot ck_ring used SPMC: only the owner enqueues
+ * (so a thief puts what it steals into its *own* ring), while the owner and
+ * thieves dequeue from the same end with a CAS.  ck has no work-stealing
+ * deque, so a steal is up to half the victim's ring taken one
+ * ck_ring_trydequeue_spmc() at a time; a failed try means "contended or
+ * empty, look elsewhere", never "retry forever".  When a ring is full, half
+ * of it plus the new task move to the injection queue in one locked batch
+ * (Go's runqputslow, Tokio's push_overflow).
+ *
+ * Memory reclamation: the rings hold pointers to tasks, and tasks are owned
+ * by runtime/, which recycles a task only after it reached DONE on the
+ * worker that ran it; a task in a ring is RUNNABLE, so no ring ever holds a
+ * pointer to freed memory.  The ring buffers live inside the workers and are
+ * freed after every worker thread has been joined.
+ */
+#include "sched/worker.h"
+
+#include <ck_pr.h>
+
+void arbor__inject_push(struct arbor__sched *s, struct arbor__task *first,
+                        struct arbor__task *last, size_t n)
+{
+  struct arbor__inject *q = &s->inject;
+
+  last->next = NULL;
+  pthread_mutex_lock(&q->lock);
+  if (q->tail != NULL)
+    q->tail->next = first;
+  else
+    q->head = first;
+  q->tail = last;
+  /* Relaxed: len is only a hint for the lock-free empty check; the mutex
+   * orders the list itself.  Whoever pushed follows up with
+   * arbor__idle_notify(), whose fence orders this store before the read of
+   * the idle state. */
+  atomic_store_explicit(&q->len,
+                        atomic_load_explicit(&q->len, memory_order_relaxed) + n,
+                        memory_order_relaxed);
+  pthread_mutex_unlock(&q->lock);
+}
+
+/* Take up to `max` tasks: the first is returned, the rest go to w's ring.
+ * Never takes more than the ring can hold, so the ring cannot overflow back
+ * into this queue while we hold its lock. */
+static struct arbor__task *inject_pop(struct arbor__worker *w, size_t max)
+{
+  struct arbor__inject *q = &w->sched->inject;
+  struct arbor__task *first, *t;
+  size_t len, take, room;
+
+  if (atomic_load_explicit(&q->len, memory_order_relaxed) == 0)
+    return NULL;
+  pthread_mutex_lock(&q->lock);
+  len = atomic_load_explicit(&q->len, memory_order_relaxed);
+  if (len == 0) {
+    pthread_mutex_unlock(&q->lock);
+    return NULL;
+  }
+  /* A fair share, as Tokio does: len / workers + 1, bounded by the caller
+   * and by the free room of our ring (thieves only ever shrink it, so this
+   * bound is safe). */
+  take = len / w->sched->nworkers + 1;
+  room = (ARBOR__RING_SIZE - 1) - ck_ring_size(&w->ring);
+  if (take > max)
+    take = max;
+  if (take > room + 1)
+    take = room + 1;
+  if (take > len)
+    take = len;
+  first = q->head;
+  t = first->next;
+  for (size_t i = 1; i < take; i++) {
+    struct arbor__task *next = t->next;
+    bool ok = ck_ring_enqueue_spmc(&w->ring, w->ring_buf, t);
+    arbor__assert(ok);
+    t = next;
+  }
+  q->head = t;
+  if (t == NULL)
+    q->tail = NULL;
+  atomic_store_explicit(&q->len, len - take, memory_order_relaxed);
+  pthread_mutex_unlock(&q->lock);
+  arbor__count(&w->n_injects);
+  return first;
+}
+
+struct arbor__task *arbor__inject_pop_batch(struct arbor__worker *w)
+{
+  return inject_pop(w, ARBOR__RING_SIZE / 2);
+}
+
+struct arbor__task *arbor__inject_pop_one(struct arbor__worker *w)
+{
+  return inject_pop(w, 1);
+}
+
+/* The ring is full: move its older half and t to the injection queue. */
+static void overflow(struct arbor__worker *w, struct arbor__task *t)
+{
+  struct arbor__task *first = NULL, *last = NULL;
+  size_t n = 0;
+  void *p;
+
+  while (n < ARBOR__RING_SIZE / 2 &&
+         ck_ring_dequeue_spmc(&w->ring, w->ring_buf, &p)) {
+    struct arbor__task *o = p;
+
+    if (last != NULL)
+      last->next = o;
+    else
+      first = o;
+    last = o;
+    n++;
+  }
+  if (last != NULL)
+    last->next = t;
+  else
+    first = t;
+  arbor__inject_push(w->sched, first, t, n + 1);
+}
+
+void arbor__runq_push_sp(struct arbor__worker *w, struct arbor__task *t)
+{
+  if (arbor__unlikely(!ck_ring_enqueue_spmc(&w->ring, w->ring_buf, t)))
+    overflow(w, t);
+  /* With one worker nobody else could take it. */
+  if (w->sched->nworkers > 1)
+    arbor__idle_notify(w->sched);
+}
+
+struct arbor__task *arbor__runq_pop_sp(struct arbor__worker *w)
+{
+  void *p;
+
+  if (ck_ring_dequeue_spmc(&w->ring, w->ring_buf, &p))
+    return p;
+  return NULL;
+}
+
+struct arbor__task *arbor__runq_steal_mc(struct arbor__worker *thief,
+                                         struct arbor__worker *victim)
+{
+  struct arbor__task *first = NULL;
+  unsigned n = ck_ring_size(&victim->ring);
+  unsigned got = 0, fails = 0;
+  void *p;
+
+  if (n == 0)
+    return NULL;
+  n -= n / 2; /* half, rounded up */
+  while (got < n && fails < 2) {
+    if (!ck_ring_trydequeue_spmc(&victim->ring, victim->ring_buf, &p)) {
+      /* Contended (or drained meanwhile): one more try, then move on. */
+      fails++;
+      continue;
+    }
+    if (first == NULL) {
+      first = p;
+    } else if (!ck_ring_enqueue_spmc(&thief->ring, thief->ring_buf, p)) {
+      /* Our ring is empty when we steal, so this cannot happen; be safe. */
+      overflow(thief, p);
+    }
+    got++;
+  }
+  if (got > 0)
+    atomic_store_explicit(
+        &thief->n_steals,
+        atomic_load_explicit(&thief->n_steals, memory_order_relaxed) + got,
+        memory_order_relaxed);
+  return first;
+}
+
+bool arbor__runq_has_work(const struct arbor__worker *w)
+{
+  return ck_ring_size(&w->ring) != 0;
+}

@@ -1,0 +1,202 @@
+/* sched/sched.c -- the worker pool's life cycle, and making tasks runnable.
+ *
+ * Memory: workers (with their rings) and the sleeper list are allocated at
+ * init and freed in arbor__sched_fini(), after arbor__sched_stop() joined
+ * every thread, so no thread can still be reading them.  Stacks belong to
+ * the stack pool and the per-worker caches (sched/stack.c); every cached
+ * stack is unmapped at fini.
+ */
+#include "sched/worker.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void *arbor__worker_main(void *arg);
+
+static uint64_t splitmix64(uint64_t *x)
+{
+  uint64_t z = (*x += 0x9E3779B97F4A7C15ULL);
+
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+int arbor__sched_init(struct arbor__sched *s,
+                      const struct arbor__sched_opts *opts,
+                      const struct arbor__sched_hooks *hooks)
+{
+  uint64_t seed = opts->seed;
+  unsigned n = opts->workers;
+  unsigned i;
+  int err;
+
+  memset(s, 0, sizeof(*s));
+  s->nworkers = n;
+  s->hooks = *hooks;
+  err = arbor__stack_pool_init(&s->stacks, opts->stack_mode, opts->stack_size);
+  if (err < 0)
+    return err;
+  if (seed == 0) {
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    seed = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+  }
+  pthread_mutex_init(&s->inject.lock, NULL);
+  pthread_mutex_init(&s->idle.lock, NULL);
+  /* Every worker starts awake and not searching. */
+  atomic_init(&s->idle.state, n << 16);
+  s->idle.sleepers = calloc(n, sizeof(*s->idle.sleepers));
+  s->workers = calloc(n, sizeof(*s->workers));
+  s->threads = calloc(n, sizeof(*s->threads));
+  if (s->idle.sleepers == NULL || s->workers == NULL || s->threads == NULL) {
+    err = -ENOMEM;
+    goto fail;
+  }
+  for (i = 0; i < n; i++) {
+    struct arbor__worker *w = aligned_alloc(64, sizeof(*w));
+
+    if (w == NULL) {
+      err = -ENOMEM;
+      goto fail;
+    }
+    memset(w, 0, sizeof(*w));
+    w->index = i;
+    w->sched = s;
+    w->rng = splitmix64(&seed) | 1; /* xorshift must not start at 0 */
+    ck_ring_init(&w->ring, ARBOR__RING_SIZE);
+    s->workers[i] = w;
+    err = arbor__stack_cache_init(&w->stack_cache, opts->stack_cache);
+    if (err < 0)
+      goto fail;
+  }
+  return 0;
+
+fail:
+  arbor__sched_fini(s);
+  return err;
+}
+
+int arbor__sched_start(struct arbor__sched *s)
+{
+  for (unsigned i = 0; i < s->nworkers; i++) {
+    char name[16];
+
+    if (pthread_create(&s->threads[i], NULL, arbor__worker_main,
+                       s->workers[i]) != 0) {
+      arbor__sched_stop(s);
+      return -EAGAIN;
+    }
+    s->nthreads++;
+    snprintf(name, sizeof(name), "arbor-w%u", i % 1000u);
+    pthread_setname_np(s->threads[i], name);
+  }
+  return 0;
+}
+
+void arbor__sched_stop(struct arbor__sched *s)
+{
+  /* SeqCst: pairs with the load before park in arbor__worker_main(); a
+   * worker either sees the flag or gets the unpark below. */
+  atomic_store_explicit(&s->stop, 1, memory_order_seq_cst);
+  for (unsigned i = 0; i < s->nthreads; i++)
+    arbor__unpark(s->workers[i]);
+  for (unsigned i = 0; i < s->nthreads; i++)
+    pthread_join(s->threads[i], NULL);
+  s->nthreads = 0;
+}
+
+void arbor__sched_fini(struct arbor__sched *s)
+{
+  if (s->workers != NULL) {
+    for (unsigned i = 0; i < s->nworkers; i++) {
+      struct arbor__worker *w = s->workers[i];
+
+      if (w == NULL)
+        continue;
+      arbor__stack_cache_fini(&s->stacks, &w->stack_cache);
+      free(w);
+    }
+  }
+  free(s->workers);
+  free(s->threads);
+  free(s->idle.sleepers);
+  s->workers = NULL;
+  s->threads = NULL;
+  s->idle.sleepers = NULL;
+  pthread_mutex_destroy(&s->inject.lock);
+  pthread_mutex_destroy(&s->idle.lock);
+  arbor__stack_pool_fini(&s->stacks);
+}
+
+void arbor__task_init(struct arbor__task *t, size_t stack_size)
+{
+  memset(&t->stack, 0, sizeof(t->stack));
+  t->stack_size = stack_size;
+  t->reason = 0;
+  t->started = 0;
+  t->budget = ARBOR__BUDGET;
+  t->next = NULL;
+  atomic_store_explicit(&t->state, ARBOR__TASK_RUNNABLE, memory_order_relaxed);
+}
+
+/* Put a runnable task where it will run soonest. */
+static void enqueue(struct arbor__sched *s, struct arbor__task *t)
+{
+  struct arbor__worker *w = arbor__tls_worker;
+
+  if (w != NULL && w->sched == s) {
+    /* The worker made it runnable, so it is likely to touch what the
+     * worker just touched: run it next, and let the previous occupant of
+     * the LIFO slot be stolen. */
+    struct arbor__task *prev = w->lifo;
+
+    w->lifo = t;
+    if (prev != NULL)
+      arbor__runq_push_sp(w, prev);
+    return;
+  }
+  arbor__inject_push(s, t, t, 1);
+  arbor__idle_notify(s);
+}
+
+void arbor__sched_submit(struct arbor__sched *s, struct arbor__task *t)
+{
+  enqueue(s, t);
+}
+
+bool arbor__sched_wake(struct arbor__sched *s, struct arbor__task *t)
+{
+  /* Acq_rel: the release publishes what the waker did before waking (the
+   * task's next run acquires it through the state word or the queue); the
+   * acquire pairs with the release CAS to WAITING in run(), so the waker
+   * that moves the task on sees its stack as it was left. */
+  uint32_t prev = atomic_fetch_or_explicit(&t->state, ARBOR__TASK_NOTIFIED,
+                                           memory_order_acq_rel);
+
+  if (prev != ARBOR__TASK_WAITING)
+    return false; /* running, runnable, done, or already being woken */
+  /* We own the transition out of WAITING; an RMW keeps the release
+   * sequence intact. */
+  atomic_exchange_explicit(&t->state, ARBOR__TASK_RUNNABLE,
+                           memory_order_release);
+  enqueue(s, t);
+  return true;
+}
+
+void arbor__sched_stats(const struct arbor__sched *s, unsigned i,
+                        struct arbor__worker_stats *out)
+{
+  const struct arbor__worker *w = s->workers[i];
+
+  out->runs = atomic_load_explicit(&w->n_runs, memory_order_relaxed);
+  out->spawns = atomic_load_explicit(&w->n_spawns, memory_order_relaxed);
+  out->steals = atomic_load_explicit(&w->n_steals, memory_order_relaxed);
+  out->injects = atomic_load_explicit(&w->n_injects, memory_order_relaxed);
+  out->parks = atomic_load_explicit(&w->n_parks, memory_order_relaxed);
+  out->lifo = atomic_load_explicit(&w->n_lifo, memory_order_relaxed);
+}

@@ -1,0 +1,200 @@
+/* sched/sched.h -- the worker pool; the only sched/ header runtime/ includes.
+ *
+ * sched/ knows tasks, not processes.  A task is a stack, a saved context, a
+ * run-queue link and a state word; runtime/ embeds one in each process and
+ * gets back to the process with arbor__container_of().  Whatever sched/ needs
+ * to know about processes it asks through the hook table runtime/ hands it
+ * at init.
+ *
+ * Task states (one atomic word per task, every transition an atomic RMW so
+ * that the release sequences of wakers are never broken by a plain store):
+ *
+ *   RUNNABLE --worker picks it--> RUNNING --yield--> RUNNABLE
+ *   RUNNING --block: switch away, then on the scheduler stack--> WAITING
+ *   WAITING --wake--> RUNNABLE (the waker enqueues it)
+ *   RUNNING --exit: switch away for good--> DONE
+ *
+ * NOTIFIED is a bit on top: a wake that finds the task RUNNING or RUNNABLE
+ * sets it, and the block that follows sees it and puts the task back in a
+ * run queue instead of parking it.  Only the waker that moves a task out of
+ * WAITING enqueues it, so a task is never queued twice.  A task is parked
+ * only after the switch away from its stack (Go's park_m): until then it is
+ * RUNNING and no other worker can pick it.
+ */
+#ifndef ARBOR_SCHED_SCHED_H
+#define ARBOR_SCHED_SCHED_H
+
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sched/ctx.h"
+#include "sched/stack.h"
+
+/* clang-format off */
+#define arbor__container_of(ptr, type, member) \
+  ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+/* clang-format on */
+
+#if defined(__GNUC__)
+#define arbor__likely(x) __builtin_expect(!!(x), 1)
+#define arbor__unlikely(x) __builtin_expect(!!(x), 0)
+#else
+#define arbor__likely(x) (x)
+#define arbor__unlikely(x) (x)
+#endif
+
+/* Broken internal invariants abort: there is no sane way to go on. */
+#define arbor__assert(cond)                                                    \
+  do {                                                                         \
+    if (arbor__unlikely(!(cond)))                                              \
+      arbor__panic(__FILE__, __LINE__, #cond);                                 \
+  } while (0)
+_Noreturn void arbor__panic(const char *file, int line, const char *what);
+
+enum {
+  ARBOR__TASK_RUNNABLE = 1,
+  ARBOR__TASK_RUNNING = 2,
+  ARBOR__TASK_WAITING = 3,
+  ARBOR__TASK_DONE = 4,
+  ARBOR__TASK_STATE_MASK = 0xf,
+  ARBOR__TASK_NOTIFIED = 0x10,
+};
+
+/* Why a task switched back to its worker. */
+enum arbor__switch_reason {
+  ARBOR__SWITCH_YIELD = 1,
+  ARBOR__SWITCH_BLOCK = 2,
+  ARBOR__SWITCH_EXIT = 3,
+};
+
+/* Calls into a process (runtime/) that a task makes between yields. */
+#define ARBOR__BUDGET 128
+
+struct arbor__task {
+  struct arbor__ctx ctx;
+  struct arbor__stack stack; /* kind NONE until the task first runs */
+  size_t stack_size;         /* rounded; the stack is mapped at first run */
+  _Atomic uint32_t state;    /* ARBOR__TASK_* plus the NOTIFIED bit */
+  uint8_t reason;            /* enum arbor__switch_reason, set by the task */
+  uint8_t started;           /* the context has been made */
+  uint16_t budget;           /* runtime calls left before a forced yield */
+  struct arbor__task *next;  /* link in the injection queue */
+};
+
+/* What sched/ asks of runtime/. */
+struct arbor__sched_hooks {
+  /* The task's body; runs on its own stack and ends with arbor__sched_exit().
+   */
+  void (*main)(struct arbor__task *t);
+  /* Called on the worker before a task's first run.  Nonzero means "do not
+   * start it": the task ends at once without a stack, and exited() follows.
+   * err is 0, or the error of a failed stack allocation (then the return
+   * value is ignored: the task cannot start). */
+  int (*prestart)(struct arbor__task *t, int err);
+  /* The task is DONE and its stack released; runtime/ may recycle it.
+   * Called on the worker's own stack. */
+  void (*exited)(struct arbor__task *t);
+  /* A stack overflow was detected at a switch (slab canary or stack pointer
+   * below the stack): describe the task on stderr; the program then aborts. */
+  void (*overflow)(struct arbor__task *t);
+  /* Absolute CLOCK_MONOTONIC deadline in ns of worker w's next timer, or -1.
+   * May be NULL. */
+  int64_t (*next_deadline)(void *ud, unsigned w);
+  void *ud;
+};
+
+struct arbor__sched_opts {
+  unsigned workers;     /* >= 1 */
+  size_t stack_size;    /* default stack size, 0 = 64 KiB */
+  int stack_mode;       /* enum arbor__stack_mode */
+  unsigned stack_cache; /* per worker */
+  uint64_t seed;        /* victim choice; 0 = clock */
+};
+
+struct arbor__worker;   /* private to sched/ */
+
+/* Injection queue: processes made runnable from outside any worker, and the
+ * overflow of full rings.  A mutex-protected intrusive FIFO with an atomic
+ * length so that empty checks need no lock. */
+struct arbor__inject {
+  pthread_mutex_t lock;
+  struct arbor__task *head, *tail; /* under lock */
+  alignas(64) _Atomic size_t len;
+};
+
+/* Tokio's idle protocol: which workers sleep and who is searching. */
+struct arbor__idle {
+  /* num_searching in the low 16 bits, num_unparked above.  SeqCst: pairs
+   * with the fence after every push of stealable work (a StoreLoad handoff,
+   * where acquire/release is not enough). */
+  _Atomic uint32_t state;
+  pthread_mutex_t lock;
+  unsigned *sleepers; /* under lock */
+  unsigned nsleepers;
+};
+
+struct arbor__sched {
+  /* Set at init, read-only afterwards. */
+  unsigned nworkers;
+  struct arbor__worker **workers;
+  struct arbor__sched_hooks hooks;
+  struct arbor__stack_pool stacks;
+  pthread_t *threads;
+  unsigned nthreads; /* started */
+
+  alignas(64) struct arbor__inject inject;
+  alignas(64) struct arbor__idle idle;
+  alignas(64) _Atomic int stop; /* SeqCst: pairs with the check before park */
+};
+
+int arbor__sched_init(struct arbor__sched *s,
+                      const struct arbor__sched_opts *opts,
+                      const struct arbor__sched_hooks *hooks);
+/* Start the worker threads.  Returns 0 or -EAGAIN. */
+int arbor__sched_start(struct arbor__sched *s);
+/* Stop and join the workers.  Every task must have ended before. */
+void arbor__sched_stop(struct arbor__sched *s);
+/* Free what init allocated, every cached stack included. */
+void arbor__sched_fini(struct arbor__sched *s);
+
+/* Prepare a task (state RUNNABLE, not started). */
+void arbor__task_init(struct arbor__task *t, size_t stack_size);
+
+/* Make a new task runnable: into the LIFO slot of the calling worker when it
+ * belongs to s, else into the injection queue. */
+void arbor__sched_submit(struct arbor__sched *s, struct arbor__task *t);
+
+/* Wake a task that is (or is about to be) blocked.  Safe on a task in any
+ * state and from any thread; see the state machine above.  Returns true if
+ * this call moved the task out of WAITING. */
+bool arbor__sched_wake(struct arbor__sched *s, struct arbor__task *t);
+
+/* From inside a task: go to the back of the run queue. */
+void arbor__sched_yield(void);
+/* From inside a task: park until arbor__sched_wake().  May return early (a
+ * wake that raced the block); callers loop on their own condition. */
+void arbor__sched_block(void);
+/* From inside a task: end it.  Its stack is released after the switch. */
+_Noreturn void arbor__sched_exit(void);
+
+/* The task running on the calling thread, or NULL outside a task. */
+struct arbor__task *arbor__sched_current(void);
+/* The scheduler of the calling thread, or NULL on a foreign thread. */
+struct arbor__sched *arbor__sched_self(void);
+/* Index of the calling worker, or -1 on a foreign thread. */
+int arbor__sched_worker_index(void);
+
+/* Counters of worker i (see arbor_worker_stats in arbor.h). */
+struct arbor__worker_stats {
+  uint64_t runs, spawns, steals, injects, parks, lifo;
+};
+void arbor__sched_stats(const struct arbor__sched *s, unsigned i,
+                        struct arbor__worker_stats *out);
+/* Count a spawn on the calling worker (statistics only). */
+void arbor__sched_count_spawn(void);
+
+#endif /* ARBOR_SCHED_SCHED_H */

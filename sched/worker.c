@@ -1,0 +1,319 @@
+/* sched/worker.c -- the worker loop: pick a task, switch to it, and act on
+ * why it switched back.
+ *
+ * Order of the search for work (Tokio's, which is Go's):
+ *   every 61st tick the injection queue first, for fairness;
+ *   the LIFO slot (at most 3 runs in a row, so two tasks waking each other
+ *   cannot starve the ring);
+ *   the worker's own ring;
+ *   the injection queue (a fair share of it);
+ *   stealing half of a random victim's ring, a few rounds, spinning briefly;
+ *   parking until woken or until the next timer deadline.
+ *
+ * A task switches back to the worker's own stack for every yield, block
+ * and exit, and the worker publishes the new state only then: a blocked task
+ * becomes WAITING (and so wakeable, and stealable once woken) only after its
+ * stack is no longer in use.
+ */
+#include "sched/worker.h"
+
+#include <ck_pr.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+_Thread_local struct arbor__worker *arbor__tls_worker
+    __attribute__((tls_model("initial-exec")));
+
+/* Search rounds before parking, and the pause between them.  Spinning a
+ * little before a futex sleep makes a wakeup ~20x cheaper when work arrives
+ * soon (runtime-research.md 9.2); only searchers spin, at most half of the
+ * workers. */
+#define SEARCH_ROUNDS 16
+#define SEARCH_PAUSE 64
+
+/* A task may migrate between threads while it is suspended, and compilers
+ * assume the thread-local base never changes within a function.  Every read
+ * of the current worker after a switch goes through this opaque call. */
+__attribute__((noinline)) static struct arbor__worker *self_worker(void)
+{
+  struct arbor__worker *w = arbor__tls_worker;
+
+  __asm__ volatile("" ::: "memory");
+  return w;
+}
+
+static uint64_t rng_next(struct arbor__worker *w)
+{
+  /* xorshift64*: enough to pick victims. */
+  uint64_t x = w->rng;
+
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  w->rng = x;
+  return x * 0x2545F4914F6CDD1DULL;
+}
+
+static _Noreturn void task_entry(void *arg)
+{
+  struct arbor__task *t = arg;
+
+  arbor__ctx_started();
+  self_worker()->sched->hooks.main(t);
+  arbor__panic(__FILE__, __LINE__, "a task's main returned");
+}
+
+static struct arbor__task *find_local(struct arbor__worker *w)
+{
+  struct arbor__task *t;
+
+  if (++w->tick % ARBOR__GLOBAL_INTERVAL == 0) {
+    t = arbor__inject_pop_one(w);
+    if (t != NULL) {
+      w->lifo_runs = 0;
+      return t;
+    }
+  }
+  if (w->lifo != NULL) {
+    t = w->lifo;
+    w->lifo = NULL;
+    if (w->lifo_runs < ARBOR__LIFO_MAX) {
+      w->lifo_runs++;
+      arbor__count(&w->n_lifo);
+      return t;
+    }
+    /* Three LIFO runs in a row: let the ring have its turn. */
+    arbor__runq_push_sp(w, t);
+  }
+  w->lifo_runs = 0;
+  t = arbor__runq_pop_sp(w);
+  if (t != NULL)
+    return t;
+  return arbor__inject_pop_batch(w);
+}
+
+static struct arbor__task *steal_round(struct arbor__worker *w)
+{
+  struct arbor__sched *s = w->sched;
+  unsigned n = s->nworkers;
+  unsigned start = (unsigned)(rng_next(w) % n);
+
+  for (unsigned i = 0; i < n; i++) {
+    struct arbor__worker *v = s->workers[(start + i) % n];
+    struct arbor__task *t;
+
+    if (v == w)
+      continue;
+    t = arbor__runq_steal_mc(w, v);
+    if (t != NULL)
+      return t;
+  }
+  return NULL;
+}
+
+static struct arbor__task *search(struct arbor__worker *w)
+{
+  struct arbor__task *t;
+
+  for (int round = 0; round < SEARCH_ROUNDS; round++) {
+    if (!arbor__idle_to_searching(w))
+      return NULL;
+    if (w->sched->nworkers > 1) {
+      t = steal_round(w);
+      if (t != NULL)
+        return t;
+    }
+    t = arbor__inject_pop_batch(w);
+    if (t != NULL)
+      return t;
+    if (atomic_load_explicit(&w->sched->stop, memory_order_relaxed))
+      return NULL;
+    for (int i = 0; i < SEARCH_PAUSE; i++)
+      ck_pr_stall();
+  }
+  return NULL;
+}
+
+static void overflowed(struct arbor__worker *w, struct arbor__task *t)
+{
+  w->sched->hooks.overflow(t);
+  abort();
+}
+
+static void run(struct arbor__worker *w, struct arbor__task *t)
+{
+  struct arbor__sched *s = w->sched;
+  uint32_t expect;
+
+  arbor__count(&w->n_runs);
+  /* Acquire: pairs with the release RMW of whoever made it runnable (the
+   * waker, or this very function on the previous run), so its stack and
+   * everything published before the wake are visible here. */
+  atomic_exchange_explicit(&t->state, ARBOR__TASK_RUNNING,
+                           memory_order_acquire);
+  if (arbor__unlikely(!t->started)) {
+    int err = arbor__stack_alloc(&s->stacks, &w->stack_cache, t->stack_size,
+                                 &t->stack);
+
+    if (s->hooks.prestart(t, err) != 0 || err != 0) {
+      if (err == 0)
+        arbor__stack_free(&s->stacks, &w->stack_cache, &t->stack);
+      t->stack.kind = ARBOR__STACK_NONE;
+      atomic_exchange_explicit(&t->state, ARBOR__TASK_DONE,
+                               memory_order_release);
+      s->hooks.exited(t);
+      return;
+    }
+    arbor__ctx_make(&t->ctx, t->stack.lo, t->stack.size, task_entry, t);
+    t->started = 1;
+  }
+  t->budget = ARBOR__BUDGET;
+  w->current = t;
+  arbor__ctx_jump(&w->sched_ctx, &t->ctx);
+  w->current = NULL;
+
+  switch (t->reason) {
+  case ARBOR__SWITCH_YIELD:
+    if (arbor__unlikely(
+            !arbor__stack_check(&t->stack, arbor__ctx_saved_sp(&t->ctx))))
+      overflowed(w, t);
+    /* Release: pairs with the acquire exchange at the next run. */
+    atomic_exchange_explicit(&t->state, ARBOR__TASK_RUNNABLE,
+                             memory_order_release);
+    arbor__runq_push_sp(w, t);
+    break;
+  case ARBOR__SWITCH_BLOCK:
+    if (arbor__unlikely(
+            !arbor__stack_check(&t->stack, arbor__ctx_saved_sp(&t->ctx))))
+      overflowed(w, t);
+    expect = ARBOR__TASK_RUNNING;
+    /* Release: pairs with the acq_rel fetch_or in arbor__sched_wake(); the
+     * waker that moves it on sees everything the task did. */
+    if (atomic_compare_exchange_strong_explicit(&t->state, &expect,
+                                                ARBOR__TASK_WAITING,
+                                                memory_order_release,
+                                                memory_order_acquire))
+      break;
+    /* A wake arrived while it was still running: do not park it. */
+    atomic_exchange_explicit(&t->state, ARBOR__TASK_RUNNABLE,
+                             memory_order_release);
+    arbor__runq_push_sp(w, t);
+    break;
+  case ARBOR__SWITCH_EXIT:
+    if (arbor__unlikely(!arbor__stack_check(&t->stack, NULL)))
+      overflowed(w, t);
+    atomic_exchange_explicit(&t->state, ARBOR__TASK_DONE,
+                             memory_order_release);
+    arbor__ctx_destroy(&t->ctx);
+    arbor__stack_free(&s->stacks, &w->stack_cache, &t->stack);
+    t->stack.kind = ARBOR__STACK_NONE;
+    t->started = 0;
+    s->hooks.exited(t);
+    break;
+  default:
+    arbor__panic(__FILE__, __LINE__, "a task switched back without a reason");
+  }
+}
+
+static int64_t next_deadline(struct arbor__worker *w)
+{
+  struct arbor__sched *s = w->sched;
+
+  if (s->hooks.next_deadline == NULL)
+    return -1;
+  return s->hooks.next_deadline(s->hooks.ud, w->index);
+}
+
+void *arbor__worker_main(void *arg);
+void *arbor__worker_main(void *arg)
+{
+  struct arbor__worker *w = arg;
+  struct arbor__sched *s = w->sched;
+
+  arbor__tls_worker = w;
+  arbor__ctx_init_thread(&w->sched_ctx);
+  while (!atomic_load_explicit(&s->stop, memory_order_acquire)) {
+    struct arbor__task *t = find_local(w);
+
+    if (t == NULL)
+      t = search(w);
+    if (t != NULL) {
+      arbor__idle_from_searching(w);
+      run(w, t);
+      continue;
+    }
+    /* Nothing anywhere: sleep.  The last searcher to give up re-checks
+     * every queue, closing the race with a push that saw it searching. */
+    if (arbor__idle_to_parked(w) && arbor__sched_has_work(s))
+      arbor__idle_notify(s);
+    /* SeqCst load: pairs with the store in arbor__sched_stop(), which then
+     * unparks everyone; an unpark before the park leaves NOTIFIED. */
+    if (!atomic_load_explicit(&s->stop, memory_order_seq_cst))
+      arbor__park(w, next_deadline(w));
+    arbor__idle_from_parked(w);
+  }
+  arbor__tls_worker = NULL;
+  return NULL;
+}
+
+void arbor__sched_yield(void)
+{
+  struct arbor__worker *w = self_worker();
+  struct arbor__task *t = w->current;
+
+  t->reason = ARBOR__SWITCH_YIELD;
+  arbor__ctx_jump(&t->ctx, &w->sched_ctx);
+}
+
+void arbor__sched_block(void)
+{
+  struct arbor__worker *w = self_worker();
+  struct arbor__task *t = w->current;
+
+  t->reason = ARBOR__SWITCH_BLOCK;
+  arbor__ctx_jump(&t->ctx, &w->sched_ctx);
+}
+
+_Noreturn void arbor__sched_exit(void)
+{
+  struct arbor__worker *w = self_worker();
+  struct arbor__task *t = w->current;
+
+  t->reason = ARBOR__SWITCH_EXIT;
+  arbor__ctx_jump_final(&t->ctx, &w->sched_ctx);
+}
+
+struct arbor__task *arbor__sched_current(void)
+{
+  struct arbor__worker *w = self_worker();
+
+  return w != NULL ? w->current : NULL;
+}
+
+struct arbor__sched *arbor__sched_self(void)
+{
+  struct arbor__worker *w = self_worker();
+
+  return w != NULL ? w->sched : NULL;
+}
+
+int arbor__sched_worker_index(void)
+{
+  struct arbor__worker *w = self_worker();
+
+  return w != NULL ? (int)w->index : -1;
+}
+
+void arbor__sched_count_spawn(void)
+{
+  struct arbor__worker *w = self_worker();
+
+  if (w != NULL)
+    arbor__count(&w->n_spawns);
+}
+
+void arbor__panic(const char *file, int line, const char *what)
+{
+  fprintf(stderr, "arbor: internal error at %s:%d: %s\n", file, line, what);
+  abort();
+}
