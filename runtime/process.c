@@ -1,0 +1,601 @@
+/* runtime/process.c -- processes: the pid table, spawn, exit, defers, and
+ * waiting for an exit from outside the runtime.
+ *
+ * A process is a record (struct arbor__proc) with a task embedded in it.
+ * Records live in chunks indexed by the pid's index bits and are never freed
+ * before the runtime is destroyed (they are type-stable), so any pid, stale
+ * or not, can be looked up safely; a lookup then takes a reference and
+ * checks the generation.  The record is recycled when its last reference
+ * goes: the "alive" reference is dropped when the process has exited (or,
+ * for a joinable process, when a wait collects it), lookup references when
+ * the lookup is done.
+ *
+ * A process ends in exactly one place, proc_finish(), on its own stack:
+ * its defers run there (in reverse order), then it switches away for good
+ * and the worker frees its stack and calls proc_exited().  Being asked to
+ * end (shutdown now, kill later) is noticed at the next runtime call
+ * (checkpoint()) or before the first run, never by unwinding user frames.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime/rt.h"
+
+#define LOCAL_FREE_MAX 1024 /* records a worker keeps before giving back */
+
+static struct arbor__proc *proc_of(struct arbor__task *t)
+{
+  return arbor__container_of(t, struct arbor__proc, task);
+}
+
+struct arbor__proc *arbor__proc_current(void)
+{
+  struct arbor__task *t = arbor__sched_current();
+
+  return t != NULL ? proc_of(t) : NULL;
+}
+
+/* The calling worker's index if it is a worker of rt, else -1. */
+static int local_worker(arbor_rt *rt)
+{
+  if (arbor__sched_self() != &rt->sched)
+    return -1;
+  return arbor__sched_worker_index();
+}
+
+/* ---- the record table ---------------------------------------------------- */
+
+static struct arbor__proc *slot(arbor_rt *rt, uint32_t idx)
+{
+  /* Acquire: pairs with the release store in new_record(); the chunk's
+   * zeroed records are visible. */
+  struct arbor__proc *chunk = atomic_load_explicit(
+      &rt->chunks[idx >> ARBOR__CHUNK_BITS], memory_order_acquire);
+
+  return chunk != NULL ? &chunk[idx & (ARBOR__CHUNK_SIZE - 1)] : NULL;
+}
+
+static struct arbor__proc *new_record(arbor_rt *rt)
+{
+  uint32_t idx =
+      atomic_fetch_add_explicit(&rt->next_index, 1, memory_order_relaxed);
+  struct arbor__proc *p;
+
+  if (idx >= ARBOR__PID_MAX_INDEX) {
+    atomic_fetch_sub_explicit(&rt->next_index, 1, memory_order_relaxed);
+    return NULL;
+  }
+  p = slot(rt, idx);
+  if (p == NULL) {
+    pthread_mutex_lock(&rt->grow_lock);
+    p = slot(rt, idx);
+    if (p == NULL) {
+      struct arbor__proc *chunk = calloc(ARBOR__CHUNK_SIZE, sizeof(*chunk));
+
+      if (chunk == NULL) {
+        pthread_mutex_unlock(&rt->grow_lock);
+        /* The index is lost; a later allocation in this chunk retries. */
+        return NULL;
+      }
+      for (uint32_t i = 0; i < ARBOR__CHUNK_SIZE; i++)
+        chunk[i].index = (idx & ~(ARBOR__CHUNK_SIZE - 1)) + i;
+      /* Release: pairs with the acquire in slot(). */
+      atomic_store_explicit(&rt->chunks[idx >> ARBOR__CHUNK_BITS], chunk,
+                            memory_order_release);
+      p = &chunk[idx & (ARBOR__CHUNK_SIZE - 1)];
+    }
+    pthread_mutex_unlock(&rt->grow_lock);
+  }
+  return p;
+}
+
+static struct arbor__proc *record_alloc(arbor_rt *rt, int w)
+{
+  struct arbor__proc *p;
+
+  if (w >= 0 && rt->local[w].head != NULL) {
+    p = rt->local[w].head;
+    rt->local[w].head = p->next_free;
+    rt->local[w].n--;
+    return p;
+  }
+  if (atomic_load_explicit(&rt->nfree, memory_order_relaxed) != 0) {
+    pthread_mutex_lock(&rt->free_lock);
+    p = rt->free;
+    if (p != NULL) {
+      rt->free = p->next_free;
+      atomic_fetch_sub_explicit(&rt->nfree, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&rt->free_lock);
+    if (p != NULL)
+      return p;
+  }
+  return new_record(rt);
+}
+
+static void record_free(arbor_rt *rt, struct arbor__proc *p)
+{
+  int w = local_worker(rt);
+
+  if (p->gen == UINT32_MAX)
+    return; /* retired: its next pid would repeat an old one */
+  if (w >= 0) {
+    struct arbor__proc_cache *c = &rt->local[w];
+
+    p->next_free = c->head;
+    c->head = p;
+    if (++c->n <= LOCAL_FREE_MAX)
+      return;
+    /* Give half back in one batch, for spawners on other threads. */
+    struct arbor__proc *first = c->head, *last = first;
+    for (unsigned i = 1; i < LOCAL_FREE_MAX / 2; i++)
+      last = last->next_free;
+    c->head = last->next_free;
+    c->n -= LOCAL_FREE_MAX / 2;
+    pthread_mutex_lock(&rt->free_lock);
+    last->next_free = rt->free;
+    rt->free = first;
+    atomic_fetch_add_explicit(&rt->nfree, LOCAL_FREE_MAX / 2,
+                              memory_order_relaxed);
+    pthread_mutex_unlock(&rt->free_lock);
+    return;
+  }
+  pthread_mutex_lock(&rt->free_lock);
+  p->next_free = rt->free;
+  rt->free = p;
+  atomic_fetch_add_explicit(&rt->nfree, 1, memory_order_relaxed);
+  pthread_mutex_unlock(&rt->free_lock);
+}
+
+/* Tear an exited incarnation down and put the record up for reuse. */
+static void recycle(struct arbor__proc *p)
+{
+  /* Release: lookups that still find the old pid see a consistent record
+   * up to here; after it they fail the pid check. */
+  atomic_store_explicit(&p->pid, 0, memory_order_release);
+  arbor__name_unref(p->name);
+  p->name = NULL;
+  if (p->defers != p->defer_inline)
+    free(p->defers);
+  p->defers = NULL;
+  record_free(p->rt, p);
+}
+
+int arbor__proc_ref(arbor_rt *rt, arbor_pid pid, struct arbor__proc **out)
+{
+  struct arbor__proc *p;
+  uint32_t r;
+
+  if (arbor__pid_tag(pid) != rt->tag)
+    return pid == 0 ? ARBOR_ESRCH : ARBOR_EOTHERRT;
+  p = slot(rt, arbor__pid_index(pid));
+  if (p == NULL)
+    return ARBOR_ESRCH;
+  r = atomic_load_explicit(&p->refs, memory_order_relaxed);
+  do {
+    if (r == 0)
+      return ARBOR_ESRCH; /* free, or being recycled */
+    /* SeqCst: pairs with the fetch_or of EXITED in proc_exited(): either
+     * the exit sees our reference and broadcasts, or we see EXITED. */
+  } while (!atomic_compare_exchange_weak_explicit(
+      &p->refs, &r, r + 1, memory_order_seq_cst, memory_order_relaxed));
+  /* Acquire: pairs with the release store of the pid in arbor_spawn(). */
+  if (atomic_load_explicit(&p->pid, memory_order_acquire) != pid) {
+    arbor__proc_unref(p);
+    return ARBOR_ESRCH;
+  }
+  *out = p;
+  return 0;
+}
+
+void arbor__proc_unref(struct arbor__proc *p)
+{
+  /* Acq_rel: the last holder sees everything the others did to the record
+   * before it recycles it. */
+  if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1)
+    recycle(p);
+}
+
+/* ---- life and death ------------------------------------------------------ */
+
+static _Noreturn void proc_finish(struct arbor__proc *p, int reason)
+{
+  atomic_fetch_or_explicit(&p->flags, ARBOR__P_EXITING, memory_order_relaxed);
+  /* One at a time from the top, so a defer may register another. */
+  while (p->ndefers > 0) {
+    struct arbor__defer d = p->defers[--p->ndefers];
+
+    d.fn(d.arg);
+  }
+  atomic_store_explicit(&p->reason, reason, memory_order_relaxed);
+  arbor__sched_exit();
+}
+
+static _Noreturn void die(struct arbor__proc *p, uint32_t flags)
+{
+  proc_finish(p, (flags & ARBOR__P_KILL) ? p->kill_reason
+                                          : ARBOR_REASON_SHUTDOWN);
+}
+
+/* Called at every runtime call a process makes: end it here if it has been
+ * asked to end. */
+static inline void checkpoint(struct arbor__proc *p)
+{
+  uint32_t f = atomic_load_explicit(&p->flags, memory_order_relaxed);
+
+  if (arbor__unlikely((f & ARBOR__P_KILL) != 0 ||
+                      atomic_load_explicit(&p->rt->shutting_down,
+                                           memory_order_relaxed)) &&
+      (f & ARBOR__P_EXITING) == 0)
+    die(p, f);
+}
+
+static void proc_main(struct arbor__task *t)
+{
+  struct arbor__proc *p = proc_of(t);
+
+  proc_finish(p, p->fn(p->arg));
+}
+
+static int proc_prestart(struct arbor__task *t, int err)
+{
+  struct arbor__proc *p = proc_of(t);
+  uint32_t f = atomic_load_explicit(&p->flags, memory_order_relaxed);
+
+  if (err != 0) {
+    /* No stack could be mapped: the process ends before it starts, and its
+     * waiters see why. */
+    atomic_store_explicit(&p->reason, ARBOR_ENOMEM, memory_order_relaxed);
+    return 1;
+  }
+  if ((f & ARBOR__P_KILL) != 0 ||
+      atomic_load_explicit(&p->rt->shutting_down, memory_order_relaxed)) {
+    atomic_store_explicit(&p->reason,
+                          (f & ARBOR__P_KILL) ? p->kill_reason
+                                              : ARBOR_REASON_SHUTDOWN,
+                          memory_order_relaxed);
+    return 1;
+  }
+  return 0;
+}
+
+static void proc_exited(struct arbor__task *t)
+{
+  struct arbor__proc *p = proc_of(t);
+  arbor_rt *rt = p->rt;
+  uint32_t f;
+
+  /* SeqCst: pairs with the reference CAS in arbor__proc_ref(); a waiter
+   * either holds a reference we see here, or sees EXITED itself.  The
+   * release half publishes the reason. */
+  f = atomic_fetch_or_explicit(&p->flags, ARBOR__P_EXITED,
+                               memory_order_seq_cst);
+  if (atomic_load_explicit(&p->refs, memory_order_seq_cst) > 1) {
+    pthread_mutex_lock(&rt->join_lock);
+    pthread_cond_broadcast(&rt->join_cv);
+    pthread_mutex_unlock(&rt->join_lock);
+  }
+  if ((f & ARBOR__P_JOINABLE) == 0)
+    arbor__proc_unref(p);
+  /* SeqCst: pairs with the store of shutting_down in arbor_rt_shutdown();
+   * the last exit either sees the flag and signals, or shutdown sees 0. */
+  if (atomic_fetch_sub_explicit(&rt->live, 1, memory_order_seq_cst) == 1 &&
+      atomic_load_explicit(&rt->shutting_down, memory_order_seq_cst)) {
+    pthread_mutex_lock(&rt->life_lock);
+    pthread_cond_broadcast(&rt->life_cv);
+    pthread_mutex_unlock(&rt->life_lock);
+  }
+}
+
+static void proc_overflow(struct arbor__task *t)
+{
+  struct arbor__proc *p = proc_of(t);
+
+  fprintf(stderr,
+          "arbor: stack overflow in process %#llx (%s), stack size %zu "
+          "bytes: aborting\n",
+          (unsigned long long)atomic_load(&p->pid),
+          p->name != NULL ? p->name->s : "unnamed", t->stack.size);
+}
+
+const struct arbor__sched_hooks arbor__proc_hooks = {
+    .main = proc_main,
+    .prestart = proc_prestart,
+    .exited = proc_exited,
+    .overflow = proc_overflow,
+    .next_deadline = NULL,
+    .ud = NULL,
+};
+
+/* ---- the public calls ---------------------------------------------------- */
+
+int arbor_spawn(arbor_rt *rt, arbor_pid *pid_out, arbor_fn fn, void *arg,
+                const arbor_spawn_opts *opts)
+{
+  static const arbor_spawn_opts defaults = {0};
+  struct arbor__proc *self = arbor__proc_current();
+  struct arbor__name *name = NULL;
+  struct arbor__proc *p;
+  arbor_pid pid;
+  size_t stack;
+  int w, err;
+
+  if (opts == NULL)
+    opts = &defaults;
+  if (rt == NULL)
+    rt = self != NULL ? self->rt : NULL;
+  if (rt == NULL || fn == NULL || (opts->flags & ~ARBOR_SPAWN_JOINABLE) != 0)
+    return ARBOR_EINVAL;
+  stack = arbor__stack_round(&rt->sched.stacks, opts->stack_size);
+  if (stack == 0)
+    return ARBOR_EINVAL;
+  if (self != NULL && self->rt != rt)
+    self = NULL; /* a parent in another runtime is no parent here */
+  if (self != NULL)
+    checkpoint(self);
+  if (opts->name != NULL) {
+    err = arbor__name_make(self != NULL ? self->name : NULL, opts->name,
+                           &name);
+    if (err < 0)
+      return err;
+  } else if (self != NULL) {
+    name = arbor__name_ref(self->name);
+  }
+  /* SeqCst: pairs with arbor_rt_shutdown(); either shutdown sees this
+   * process counted, or we see shutdown begun. */
+  atomic_fetch_add_explicit(&rt->live, 1, memory_order_seq_cst);
+  if (atomic_load_explicit(&rt->shutting_down, memory_order_seq_cst)) {
+    err = ARBOR_ESHUTDOWN;
+    goto fail;
+  }
+  w = local_worker(rt);
+  p = record_alloc(rt, w);
+  if (p == NULL) {
+    err = ARBOR_ENOMEM;
+    goto fail;
+  }
+  p->rt = rt;
+  p->gen++;
+  p->fn = fn;
+  p->arg = arg;
+  p->name = name;
+  p->defers = p->defer_inline;
+  p->ndefers = 0;
+  p->capdefers = ARBOR__DEFER_INLINE;
+  p->kill_reason = 0;
+  atomic_store_explicit(&p->reason, 0, memory_order_relaxed);
+  atomic_store_explicit(&p->flags,
+                        (opts->flags & ARBOR_SPAWN_JOINABLE) ? ARBOR__P_JOINABLE
+                                                             : 0,
+                        memory_order_relaxed);
+  atomic_store_explicit(&p->refs, 1, memory_order_relaxed);
+  arbor__task_init(&p->task, stack);
+  pid = arbor__pid_make(rt->tag, p->gen, p->index);
+  /* Release: pairs with the acquire in arbor__proc_ref(); the record is
+   * complete before the pid resolves. */
+  atomic_store_explicit(&p->pid, pid, memory_order_release);
+  if (pid_out != NULL)
+    *pid_out = pid;
+  arbor__sched_count_spawn();
+  arbor__sched_submit(&rt->sched, &p->task);
+  if (self != NULL && --self->task.budget == 0) {
+    /* Spawning is a runtime call like any other: a process that spawns in
+     * a loop lets the others (its children first) run now and then. */
+    arbor__sched_yield();
+    checkpoint(self);
+  }
+  return 0;
+
+fail:
+  atomic_fetch_sub_explicit(&rt->live, 1, memory_order_seq_cst);
+  arbor__name_unref(name);
+  return err;
+}
+
+arbor_pid arbor_self(void)
+{
+  struct arbor__proc *p = arbor__proc_current();
+
+  return p != NULL ? atomic_load_explicit(&p->pid, memory_order_relaxed) : 0;
+}
+
+int arbor_worker(void)
+{
+  return arbor__proc_current() != NULL ? arbor__sched_worker_index() : -1;
+}
+
+arbor_rt *arbor_rt_current(void)
+{
+  struct arbor__proc *p = arbor__proc_current();
+
+  return p != NULL ? p->rt : NULL;
+}
+
+int arbor_yield(void)
+{
+  struct arbor__proc *p = arbor__proc_current();
+
+  if (p == NULL)
+    return ARBOR_ENOTPROC;
+  checkpoint(p);
+  arbor__sched_yield();
+  checkpoint(p);
+  return 0;
+}
+
+int arbor_exit(int reason)
+{
+  struct arbor__proc *p = arbor__proc_current();
+
+  if (p == NULL)
+    return ARBOR_ENOTPROC;
+  proc_finish(p, reason);
+}
+
+int arbor_defer(void (*fn)(void *arg), void *arg)
+{
+  struct arbor__proc *p = arbor__proc_current();
+
+  if (p == NULL)
+    return ARBOR_ENOTPROC;
+  if (fn == NULL)
+    return ARBOR_EINVAL;
+  if (p->ndefers == p->capdefers) {
+    uint32_t cap = p->capdefers * 2;
+    struct arbor__defer *d = malloc(cap * sizeof(*d));
+
+    if (d == NULL)
+      return ARBOR_ENOMEM;
+    memcpy(d, p->defers, p->ndefers * sizeof(*d));
+    if (p->defers != p->defer_inline)
+      free(p->defers);
+    p->defers = d;
+    p->capdefers = cap;
+  }
+  p->defers[p->ndefers++] = (struct arbor__defer){fn, arg};
+  return 0;
+}
+
+int arbor_name(arbor_rt *rt, arbor_pid pid, char *buf, size_t cap)
+{
+  struct arbor__proc *p;
+  size_t len, n;
+  int err;
+
+  if (rt == NULL)
+    rt = arbor_rt_current();
+  if (rt == NULL || buf == NULL || cap == 0)
+    return ARBOR_EINVAL;
+  err = arbor__proc_ref(rt, pid, &p);
+  if (err < 0)
+    return err;
+  if (atomic_load_explicit(&p->flags, memory_order_acquire) &
+      ARBOR__P_EXITED) {
+    arbor__proc_unref(p);
+    return ARBOR_ESRCH;
+  }
+  /* The name cannot change or go while we hold a reference. */
+  len = p->name != NULL ? p->name->len : 0;
+  n = len < cap - 1 ? len : cap - 1;
+  if (n > 0)
+    memcpy(buf, p->name->s, n);
+  buf[n] = '\0';
+  arbor__proc_unref(p);
+  return len > (size_t)INT32_MAX ? INT32_MAX : (int)len;
+}
+
+int arbor_alive(arbor_rt *rt, arbor_pid pid)
+{
+  struct arbor__proc *p;
+  int err, alive;
+
+  if (rt == NULL)
+    rt = arbor_rt_current();
+  if (rt == NULL)
+    return ARBOR_EINVAL;
+  err = arbor__proc_ref(rt, pid, &p);
+  if (err == ARBOR_ESRCH)
+    return 0;
+  if (err < 0)
+    return err;
+  alive = (atomic_load_explicit(&p->flags, memory_order_acquire) &
+           ARBOR__P_EXITED) == 0;
+  arbor__proc_unref(p);
+  return alive;
+}
+
+int arbor_wait(arbor_rt *rt, arbor_pid pid, int64_t timeout_ms, int *reason)
+{
+  struct arbor__proc *p;
+  struct timespec deadline;
+  bool reap = false;
+  int err, r = 0;
+
+  if (rt == NULL)
+    return ARBOR_EINVAL;
+  if (arbor__sched_self() == &rt->sched)
+    return ARBOR_EDEADLK;
+  err = arbor__proc_ref(rt, pid, &p);
+  if (err < 0)
+    return err;
+  if (timeout_ms > 0) {
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += (time_t)(timeout_ms / 1000);
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+      deadline.tv_sec++;
+      deadline.tv_nsec -= 1000000000L;
+    }
+  }
+  pthread_mutex_lock(&rt->join_lock);
+  /* Acquire: pairs with the fetch_or of EXITED, which publishes the reason. */
+  while ((atomic_load_explicit(&p->flags, memory_order_acquire) &
+          ARBOR__P_EXITED) == 0) {
+    if (timeout_ms == 0 ||
+        (timeout_ms > 0 && pthread_cond_timedwait(&rt->join_cv, &rt->join_lock,
+                                                  &deadline) == ETIMEDOUT)) {
+      err = ARBOR_ETIMEDOUT;
+      break;
+    }
+    if (timeout_ms < 0)
+      pthread_cond_wait(&rt->join_cv, &rt->join_lock);
+  }
+  if (err == 0) {
+    uint32_t f = atomic_load_explicit(&p->flags, memory_order_acquire);
+
+    r = atomic_load_explicit(&p->reason, memory_order_relaxed);
+    /* Exactly one waiter collects a zombie. */
+    if ((f & ARBOR__P_JOINABLE) && !(f & ARBOR__P_REAPED) &&
+        !(atomic_fetch_or_explicit(&p->flags, ARBOR__P_REAPED,
+                                   memory_order_relaxed) &
+          ARBOR__P_REAPED))
+      reap = true;
+  }
+  pthread_mutex_unlock(&rt->join_lock);
+  if (reap)
+    arbor__proc_unref(p);
+  arbor__proc_unref(p);
+  if (err == 0 && reason != NULL)
+    *reason = r;
+  return err;
+}
+
+/* Wake every process that may be blocked, so that it notices shutdown. */
+void arbor__proc_wake_all(arbor_rt *rt)
+{
+  uint32_t n = atomic_load_explicit(&rt->next_index, memory_order_acquire);
+
+  for (uint32_t i = 0; i < n; i++) {
+    struct arbor__proc *p = slot(rt, i);
+
+    /* A record being recycled or reused at the same time gets at worst a
+     * spurious wake, which every blocking call tolerates. */
+    if (p != NULL && atomic_load_explicit(&p->pid, memory_order_acquire) != 0)
+      arbor__sched_wake(&rt->sched, &p->task);
+  }
+}
+
+void arbor__proc_table_fini(arbor_rt *rt)
+{
+  for (uint32_t c = 0; c < ARBOR__NCHUNKS; c++) {
+    struct arbor__proc *chunk =
+        atomic_load_explicit(&rt->chunks[c], memory_order_relaxed);
+
+    if (chunk == NULL)
+      continue;
+    /* Zombies nobody waited for still hold a name and maybe defers. */
+    for (uint32_t i = 0; i < ARBOR__CHUNK_SIZE; i++) {
+      struct arbor__proc *p = &chunk[i];
+
+      if (atomic_load_explicit(&p->pid, memory_order_relaxed) == 0)
+        continue;
+      arbor__name_unref(p->name);
+      if (p->defers != p->defer_inline)
+        free(p->defers);
+    }
+    free(chunk);
+  }
+}

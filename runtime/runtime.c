@@ -1,0 +1,194 @@
+/* runtime/runtime.c -- the runtime's life cycle: options, create, shutdown,
+ * destroy, and the read-only queries.
+ *
+ * Shutdown is a handshake on two SeqCst words: it sets shutting_down and
+ * then waits for live to reach 0, while spawn counts itself in live before
+ * it checks shutting_down, and the last exit checks shutting_down after it
+ * counts itself out.  So no spawn slips past a shutdown, and the last exit
+ * always finds the shutdown waiting (or shutdown finds nothing to wait for).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runtime/rt.h"
+
+#define MAX_WORKERS 256
+#define DEFAULT_STACK_CACHE 256
+#define MAX_STACK_CACHE 65536
+
+/* Runtime tags, 1..255 in turn; 0 is never a tag, so 0 is never a pid. */
+static _Atomic unsigned next_tag;
+
+static int validate(const arbor_rt_opts *o, unsigned *workers)
+{
+  unsigned n = o->workers;
+
+  if (n == 0) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+    n = cpus > 0 ? (unsigned)cpus : 1;
+    if (n > MAX_WORKERS)
+      n = MAX_WORKERS;
+  }
+  if (n > MAX_WORKERS)
+    return ARBOR_EINVAL;
+  if (o->stack_size != 0 &&
+      (o->stack_size < ARBOR__STACK_MIN || o->stack_size > ARBOR__STACK_MAX))
+    return ARBOR_EINVAL;
+  if (o->stack_mode < ARBOR_STACK_AUTO || o->stack_mode > ARBOR_STACK_SLAB)
+    return ARBOR_EINVAL;
+  if (o->stack_cache > MAX_STACK_CACHE)
+    return ARBOR_EINVAL;
+  *workers = n;
+  return 0;
+}
+
+int arbor_rt_create(arbor_rt **out, const arbor_rt_opts *opts)
+{
+  static const arbor_rt_opts defaults = {0};
+  struct arbor__sched_opts so;
+  unsigned workers;
+  arbor_rt *rt;
+  int err;
+
+  if (out == NULL)
+    return ARBOR_EINVAL;
+  if (opts == NULL)
+    opts = &defaults;
+  err = validate(opts, &workers);
+  if (err < 0)
+    return err;
+  rt = aligned_alloc(64, sizeof(*rt));
+  if (rt == NULL)
+    return ARBOR_ENOMEM;
+  memset(rt, 0, sizeof(*rt));
+  rt->tag = (uint8_t)(atomic_fetch_add(&next_tag, 1) % 255 + 1);
+  rt->nworkers = workers;
+  rt->local = aligned_alloc(64, workers * sizeof(*rt->local));
+  if (rt->local == NULL) {
+    err = ARBOR_ENOMEM;
+    goto fail_local;
+  }
+  memset(rt->local, 0, workers * sizeof(*rt->local));
+  pthread_mutex_init(&rt->grow_lock, NULL);
+  pthread_mutex_init(&rt->free_lock, NULL);
+  pthread_mutex_init(&rt->life_lock, NULL);
+  pthread_cond_init(&rt->life_cv, NULL);
+  pthread_mutex_init(&rt->join_lock, NULL);
+  {
+    /* arbor_wait() measures its timeout on the monotonic clock. */
+    pthread_condattr_t ca;
+
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&rt->join_cv, &ca);
+    pthread_condattr_destroy(&ca);
+  }
+
+  so = (struct arbor__sched_opts){
+      .workers = workers,
+      .stack_size = opts->stack_size,
+      .stack_mode = opts->stack_mode,
+      .stack_cache = opts->stack_cache != 0 ? opts->stack_cache
+                                            : DEFAULT_STACK_CACHE,
+      .seed = opts->seed,
+  };
+  err = arbor__sched_init(&rt->sched, &so, &arbor__proc_hooks);
+  if (err < 0)
+    goto fail_sched;
+  err = arbor__sched_start(&rt->sched);
+  if (err < 0)
+    goto fail_start;
+  *out = rt;
+  return 0;
+
+fail_start:
+  arbor__sched_fini(&rt->sched);
+fail_sched:
+  pthread_cond_destroy(&rt->join_cv);
+  pthread_mutex_destroy(&rt->join_lock);
+  pthread_cond_destroy(&rt->life_cv);
+  pthread_mutex_destroy(&rt->life_lock);
+  pthread_mutex_destroy(&rt->free_lock);
+  pthread_mutex_destroy(&rt->grow_lock);
+  free(rt->local);
+fail_local:
+  free(rt);
+  return err == -ENOMEM ? ARBOR_ENOMEM : err;
+}
+
+int arbor_rt_shutdown(arbor_rt *rt)
+{
+  if (rt == NULL)
+    return ARBOR_EINVAL;
+  if (arbor__sched_self() == &rt->sched)
+    return ARBOR_EDEADLK;
+  pthread_mutex_lock(&rt->life_lock);
+  if (!rt->stopped) {
+    /* SeqCst: pairs with the live count in arbor_spawn() and in the exit
+     * path (see the top of this file). */
+    atomic_store_explicit(&rt->shutting_down, 1, memory_order_seq_cst);
+    /* Processes that are running or runnable notice at their next runtime
+     * call or first run; blocked ones need a wake to notice. */
+    arbor__proc_wake_all(rt);
+    while (atomic_load_explicit(&rt->live, memory_order_seq_cst) > 0)
+      pthread_cond_wait(&rt->life_cv, &rt->life_lock);
+    arbor__sched_stop(&rt->sched);
+    rt->stopped = 1;
+  }
+  pthread_mutex_unlock(&rt->life_lock);
+  return 0;
+}
+
+void arbor_rt_destroy(arbor_rt *rt)
+{
+  if (rt == NULL || arbor__sched_self() == &rt->sched)
+    return;
+  (void)arbor_rt_shutdown(rt);
+  arbor__sched_fini(&rt->sched);
+  arbor__proc_table_fini(rt);
+  pthread_cond_destroy(&rt->join_cv);
+  pthread_mutex_destroy(&rt->join_lock);
+  pthread_cond_destroy(&rt->life_cv);
+  pthread_mutex_destroy(&rt->life_lock);
+  pthread_mutex_destroy(&rt->free_lock);
+  pthread_mutex_destroy(&rt->grow_lock);
+  free(rt->local);
+  free(rt);
+}
+
+int arbor_rt_workers(const arbor_rt *rt)
+{
+  return rt != NULL ? (int)rt->nworkers : ARBOR_EINVAL;
+}
+
+int64_t arbor_rt_live(const arbor_rt *rt)
+{
+  if (rt == NULL)
+    return ARBOR_EINVAL;
+  return atomic_load_explicit(&rt->live, memory_order_relaxed);
+}
+
+int arbor_rt_stats(const arbor_rt *rt, arbor_worker_stats *out, unsigned n)
+{
+  if (rt == NULL || out == NULL)
+    return ARBOR_EINVAL;
+  if (n > rt->nworkers)
+    n = rt->nworkers;
+  for (unsigned i = 0; i < n; i++) {
+    struct arbor__worker_stats s;
+
+    arbor__sched_stats(&rt->sched, i, &s);
+    out[i] = (arbor_worker_stats){
+        .runs = s.runs,
+        .spawns = s.spawns,
+        .steals = s.steals,
+        .injects = s.injects,
+        .parks = s.parks,
+        .lifo = s.lifo,
+    };
+  }
+  return (int)n;
+}
