@@ -1,0 +1,575 @@
+/* sched/stack.c -- process stacks: guarded mappings, slabs, caches, pool.
+ *
+ * Design.  A stack is handed out from the caller's per-worker cache (no lock,
+ * LIFO), else from the pool's free lists (under pool->lock), else made: a
+ * guarded mapping of its own (two VMAs), or a stack carved from a slab.
+ * Guarded stacks are limited process-wide by a budget derived from
+ * vm.max_map_count, counted in one atomic shared by every pool, because
+ * running out of VMAs makes every later mmap in the process fail (malloc,
+ * pthread_create), not just ours.  The pool keeps one LIFO array per stack
+ * size; the default size lives in pool->free, other sizes in pool->classes,
+ * scanned linearly because a program uses only a handful of sizes.  Each size
+ * also has its own slab being carved (`carving`), so carving never searches.
+ *
+ * Reclamation.  Nothing is reference counted; a stack has exactly one owner
+ * at a time (a process, a cache or the pool), and the owner's thread or the
+ * pool lock is what makes moving it safe.
+ *  - A guarded stack is unmapped (with its guard page, after its Valgrind
+ *    registration is dropped) by arbor__stack_free when the pool already
+ *    holds guarded_cap guarded stacks, by arbor__stack_discard at once, and
+ *    by arbor__stack_pool_fini for those the pool holds.  The global count is
+ *    decremented only after munmap succeeded, so it never undercounts VMAs.
+ *  - A slab stack is never unmapped alone: its memory, and its Valgrind
+ *    registration (kept in its slab record), go when pool_fini unmaps the
+ *    slab.  A discarded slab stack is simply forgotten until then.
+ *  - Caches hand their stacks back to the pool in arbor__stack_cache_fini,
+ *    which must run before arbor__stack_pool_fini.
+ * System calls that map or unmap one guarded stack run outside the pool lock;
+ * mapping a slab runs under it, but only once per many stacks.
+ */
+#include "sched/stack.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "sched/ctx.h" /* only for ARBOR_HAVE_ASAN, detected there */
+
+#if defined(ARBOR_HAVE_ASAN)
+#include <sanitizer/asan_interface.h>
+/* A process may end without returning from its frames, so ASan's poisoning
+ * of them outlives it; the next user of the memory must start clean. */
+#define STACK_UNPOISON(lo, n) ASAN_UNPOISON_MEMORY_REGION((lo), (n))
+#else
+#define STACK_UNPOISON(lo, n) ((void)(lo), (void)(n))
+#endif
+
+#if defined(ARBOR_HAVE_VALGRIND)
+#include <valgrind/valgrind.h>
+/* Valgrind takes `end` inclusively; lo + size is where the stack pointer of
+ * a fresh stack starts, so it belongs in the range. */
+#define VG_REGISTER(lo, n) VALGRIND_STACK_REGISTER((lo), (char *)(lo) + (n))
+#define VG_DEREGISTER(id) VALGRIND_STACK_DEREGISTER(id)
+#else
+#define VG_REGISTER(lo, n) ((void)(lo), (void)(n), 0u)
+#define VG_DEREGISTER(id) ((void)(id))
+#endif
+
+#define SLAB_BYTES ((size_t)8 * 1024 * 1024) /* preferred slab size */
+#define SLAB_MIN_STACKS 64                   /* ...unless that is fewer */
+/* No slab beyond 1 GiB unless one stack needs it: with overcommit mode 2 the
+ * kernel ignores MAP_NORESERVE and charges the whole slab at once. */
+#define SLAB_MAX_BYTES ((size_t)1024 * 1024 * 1024)
+#define POOL_GUARDED_CAP 1024 /* guarded stacks a pool keeps for reuse */
+#define MAP_COUNT_DEFAULT 65530
+/* VMAs left to the rest of the program: libraries, malloc arenas, thread
+ * stacks, other users of mmap. */
+#define MAP_COUNT_RESERVE ((uint64_t)8192)
+
+#define STACK_MAP_FLAGS \
+  (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK)
+
+struct arbor__stack_slab {
+  struct arbor__stack_slab *next; /* pool->slabs, newest first */
+  char *base;
+  size_t bytes;
+  size_t nstacks, ncarved; /* stacks of pool-chosen size; carved from base up */
+#if defined(ARBOR_HAVE_VALGRIND)
+  unsigned vg[]; /* ids of the carved stacks, deregistered at pool_fini */
+#endif
+};
+
+/* Pooled stacks of one size other than the default. */
+struct arbor__stack_class {
+  size_t size;
+  struct arbor__stack *items;
+  size_t n, cap;
+  struct arbor__stack_slab *carving; /* slab stacks of this size come from */
+};
+
+/* Where the pool keeps stacks of one size: pointers into either the
+ * default-size fields of the pool or one class.  Valid until the lock is
+ * dropped (pool->classes may move when a class is added). */
+struct freelist {
+  struct arbor__stack **items;
+  size_t *n, *cap;
+  struct arbor__stack_slab **carving;
+};
+
+/* Relaxed everywhere: the counts publish no data; the CAS in guard_reserve()
+ * alone is what keeps the total within the budget. */
+static atomic_uint_least64_t guarded_live;    /* process-wide */
+static atomic_uint_least64_t budget_override; /* test hook; 0: derived */
+static uint64_t budget_derived; /* written once, inside budget_once */
+static pthread_once_t budget_once = PTHREAD_ONCE_INIT;
+
+static size_t page_size(void)
+{
+  long p = sysconf(_SC_PAGESIZE);
+
+  return p > 0 ? (size_t)p : 4096;
+}
+
+static size_t round_up(size_t size, size_t page)
+{
+  return (size + page - 1) & ~(page - 1);
+}
+
+static void budget_init(void)
+{
+  FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
+  uint64_t max = MAP_COUNT_DEFAULT;
+  uint64_t v;
+
+  if (f != NULL) {
+    if (fscanf(f, "%" SCNu64, &v) == 1 && v > 0)
+      max = v;
+    (void)fclose(f); /* read-only: nothing to lose */
+  }
+  /* A guarded stack is two VMAs.  A limit too small for the reserve still
+   * gets some guarded stacks, a quarter of it. */
+  budget_derived =
+      max > 2 * MAP_COUNT_RESERVE ? (max - MAP_COUNT_RESERVE) / 2 : max / 4;
+}
+
+uint64_t arbor__stack_guard_budget(void)
+{
+  uint64_t o = atomic_load_explicit(&budget_override, memory_order_relaxed);
+
+  if (o != 0)
+    return o;
+  /* pthread_once orders budget_init's write before our read. */
+  pthread_once(&budget_once, budget_init);
+  return budget_derived;
+}
+
+void arbor__stack_set_guard_budget(uint64_t budget)
+{
+  atomic_store_explicit(&budget_override, budget, memory_order_relaxed);
+}
+
+/* Take one unit of the guard budget, or fail without changing the count. */
+static bool guard_reserve(void)
+{
+  uint64_t budget = arbor__stack_guard_budget();
+  uint64_t cur = atomic_load_explicit(&guarded_live, memory_order_relaxed);
+
+  do {
+    if (cur >= budget)
+      return false;
+  } while (!atomic_compare_exchange_weak_explicit(&guarded_live, &cur, cur + 1,
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed));
+  return true;
+}
+
+/* Map a guarded stack.  Caller holds no lock. */
+static int guarded_map(struct arbor__stack_pool *pool, size_t size,
+                       struct arbor__stack *out)
+{
+  size_t page = pool->page;
+  char *base;
+
+  if (!guard_reserve())
+    return -ENOMEM;
+  base =
+      mmap(NULL, size + page, PROT_READ | PROT_WRITE, STACK_MAP_FLAGS, -1, 0);
+  if (base == MAP_FAILED)
+    goto fail_map;
+  /* Fails with ENOMEM when the split would exceed vm.max_map_count. */
+  if (mprotect(base, page, PROT_NONE) != 0)
+    goto fail_guard;
+
+  out->lo = base + page;
+  out->size = size;
+  out->kind = ARBOR__STACK_GUARDED;
+  out->vg_id = VG_REGISTER(out->lo, size);
+  pthread_mutex_lock(&pool->lock);
+  pool->mapped_guarded++;
+  pthread_mutex_unlock(&pool->lock);
+  return 0;
+
+fail_guard:
+  munmap(base, size + page);
+fail_map:
+  atomic_fetch_sub_explicit(&guarded_live, 1, memory_order_relaxed);
+  return -ENOMEM;
+}
+
+/* Unmap a guarded stack and its guard.  The caller has already taken it out
+ * of pool->mapped_guarded (under the lock) and holds no lock now. */
+static void guarded_unmap(const struct arbor__stack_pool *pool,
+                          const struct arbor__stack *st)
+{
+  VG_DEREGISTER(st->vg_id);
+  /* A later mmap may reuse these addresses; leave no poison behind. */
+  STACK_UNPOISON(st->lo, st->size);
+  /* If munmap failed the VMAs would still exist, so keep counting them. */
+  if (munmap((char *)st->lo - pool->page, st->size + pool->page) == 0)
+    atomic_fetch_sub_explicit(&guarded_live, 1, memory_order_relaxed);
+}
+
+static struct arbor__stack_slab *slab_map(size_t size)
+{
+  struct arbor__stack_slab *s;
+  size_t n = SLAB_BYTES / size;
+  size_t extra = 0;
+
+  if (n < SLAB_MIN_STACKS)
+    n = SLAB_MIN_STACKS;
+  if (n > SLAB_MAX_BYTES / size)
+    n = SLAB_MAX_BYTES / size; /* >= 1: size <= ARBOR__STACK_MAX */
+#if defined(ARBOR_HAVE_VALGRIND)
+  extra = n * sizeof(s->vg[0]);
+#endif
+  s = malloc(sizeof(*s) + extra);
+  if (s == NULL)
+    return NULL;
+  s->bytes = n * size;
+  s->base =
+      mmap(NULL, s->bytes, PROT_READ | PROT_WRITE, STACK_MAP_FLAGS, -1, 0);
+  if (s->base == MAP_FAILED) {
+    free(s);
+    return NULL;
+  }
+  /* With THP "always" on older kernels, touching the top of one stack could
+   * fault in a 2 MiB page spanning 32 stacks, multiplying RSS.  (Since Linux
+   * 6.7 MAP_STACK implies this.)  Best effort: failure changes nothing. */
+  (void)madvise(s->base, s->bytes, MADV_NOHUGEPAGE);
+  s->nstacks = n;
+  s->ncarved = 0;
+  return s;
+}
+
+/* Find the free list for `size`, adding an empty class if `create`.
+ * Returns 0, -ENOENT (no such class) or -ENOMEM.  Under pool->lock. */
+static int pool_list(struct arbor__stack_pool *pool, size_t size, bool create,
+                     struct freelist *fl)
+{
+  struct arbor__stack_class *c;
+  size_t i;
+
+  if (size == pool->default_size) {
+    *fl = (struct freelist){&pool->free, &pool->nfree, &pool->capfree,
+                            &pool->carving};
+    return 0;
+  }
+  for (i = 0; i < pool->nclasses; i++) {
+    if (pool->classes[i].size == size)
+      goto found;
+  }
+  if (!create)
+    return -ENOENT;
+  if (pool->nclasses == pool->capclasses) {
+    size_t cap = pool->capclasses != 0 ? 2 * pool->capclasses : 4;
+    c = realloc(pool->classes, cap * sizeof(*c));
+    if (c == NULL)
+      return -ENOMEM;
+    pool->classes = c;
+    pool->capclasses = cap;
+  }
+  i = pool->nclasses++;
+  pool->classes[i] = (struct arbor__stack_class){.size = size};
+found:
+  c = &pool->classes[i];
+  *fl = (struct freelist){&c->items, &c->n, &c->cap, &c->carving};
+  return 0;
+}
+
+/* Keep st in the pool.  Returns false when the caller must unmap it: a
+ * guarded stack beyond the cap, or one there is no memory to list.  A slab
+ * stack that cannot be listed stays in its slab until pool_fini.  Under
+ * pool->lock. */
+static bool pool_put_locked(struct arbor__stack_pool *pool,
+                            const struct arbor__stack *st)
+{
+  bool guarded = st->kind == ARBOR__STACK_GUARDED;
+  struct freelist fl;
+
+  if (guarded && pool->pooled_guarded >= pool->guarded_cap)
+    goto reject;
+  if (pool_list(pool, st->size, true, &fl) != 0)
+    goto reject;
+  if (*fl.n == *fl.cap) {
+    size_t cap = *fl.cap != 0 ? 2 * *fl.cap : 16;
+    struct arbor__stack *items = realloc(*fl.items, cap * sizeof(*items));
+    if (items == NULL)
+      goto reject;
+    *fl.items = items;
+    *fl.cap = cap;
+  }
+  (*fl.items)[(*fl.n)++] = *st;
+  pool->pooled_guarded += guarded;
+  return true;
+
+reject:
+  if (!guarded)
+    return true;
+  pool->mapped_guarded--;
+  return false;
+}
+
+/* Pop the most recently pooled stack of `size`.  Under pool->lock. */
+static bool pool_take_locked(struct arbor__stack_pool *pool, size_t size,
+                             struct arbor__stack *out)
+{
+  struct freelist fl;
+
+  if (pool_list(pool, size, false, &fl) != 0 || *fl.n == 0)
+    return false;
+  *out = (*fl.items)[--*fl.n];
+  pool->pooled_guarded -= out->kind == ARBOR__STACK_GUARDED;
+  return true;
+}
+
+/* Carve a fresh slab stack, mapping a new slab if needed.  Under pool->lock:
+ * the slab mmap is one call per SLAB_BYTES, so holding the lock is cheaper
+ * than the bookkeeping needed to drop it. */
+static int slab_carve_locked(struct arbor__stack_pool *pool, size_t size,
+                             struct arbor__stack *out)
+{
+  struct arbor__stack_slab *s;
+  struct freelist fl;
+  int err;
+
+  err = pool_list(pool, size, true, &fl);
+  if (err != 0)
+    return err;
+  s = *fl.carving;
+  if (s == NULL || s->ncarved == s->nstacks) {
+    s = slab_map(size);
+    if (s == NULL)
+      return -ENOMEM;
+    s->next = pool->slabs;
+    pool->slabs = s;
+    *fl.carving = s;
+  }
+  /* No canary is written: fresh anonymous memory is zero, and not touching
+   * the bottom page keeps it out of RSS. */
+  out->lo = s->base + s->ncarved * size;
+  out->size = size;
+  out->kind = ARBOR__STACK_SLAB;
+  out->vg_id = VG_REGISTER(out->lo, size);
+#if defined(ARBOR_HAVE_VALGRIND)
+  s->vg[s->ncarved] = out->vg_id;
+#endif
+  s->ncarved++;
+  pool->mapped_slab++;
+  return 0;
+}
+
+int arbor__stack_pool_init(struct arbor__stack_pool *pool, int mode,
+                           size_t size)
+{
+  size_t page = page_size();
+  int err;
+
+  if (pool == NULL || mode < ARBOR__STACK_MODE_AUTO ||
+      mode > ARBOR__STACK_MODE_SLAB)
+    return -EINVAL;
+  if (size == 0)
+    size = ARBOR__STACK_DEFAULT;
+  if (size < ARBOR__STACK_MIN || size > ARBOR__STACK_MAX)
+    return -EINVAL;
+  *pool = (struct arbor__stack_pool){.mode = mode,
+                                     .default_size = round_up(size, page),
+                                     .page = page,
+                                     .guarded_cap = POOL_GUARDED_CAP};
+  err = pthread_mutex_init(&pool->lock, NULL);
+  return -err;
+}
+
+/* Unmap the guarded stacks of one free list; slab ones go with their slab. */
+static void fini_list(struct arbor__stack_pool *pool,
+                      struct arbor__stack *items, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    if (items[i].kind == ARBOR__STACK_GUARDED) {
+      pool->mapped_guarded--;
+      guarded_unmap(pool, &items[i]);
+    }
+  }
+  free(items);
+}
+
+void arbor__stack_pool_fini(struct arbor__stack_pool *pool)
+{
+  struct arbor__stack_slab *next;
+
+  if (pool == NULL)
+    return;
+  /* No lock: the pool's owner guarantees no other thread uses it now. */
+  fini_list(pool, pool->free, pool->nfree);
+  for (size_t i = 0; i < pool->nclasses; i++)
+    fini_list(pool, pool->classes[i].items, pool->classes[i].n);
+  free(pool->classes);
+  for (struct arbor__stack_slab *s = pool->slabs; s != NULL; s = next) {
+    next = s->next;
+#if defined(ARBOR_HAVE_VALGRIND)
+    for (size_t i = 0; i < s->ncarved; i++)
+      VG_DEREGISTER(s->vg[i]);
+#endif
+    STACK_UNPOISON(s->base, s->bytes);
+    munmap(s->base, s->bytes);
+    free(s);
+  }
+  pthread_mutex_destroy(&pool->lock);
+  /* The counters stay: a non-zero mapped_guarded now means guarded stacks
+   * were never given back. */
+  *pool = (struct arbor__stack_pool){.mode = pool->mode,
+                                     .default_size = pool->default_size,
+                                     .page = pool->page,
+                                     .mapped_guarded = pool->mapped_guarded,
+                                     .mapped_slab = pool->mapped_slab};
+}
+
+size_t arbor__stack_round(const struct arbor__stack_pool *pool, size_t size)
+{
+  size_t page = pool != NULL ? pool->page : page_size();
+
+  if (size == 0)
+    return pool != NULL ? pool->default_size
+                        : round_up(ARBOR__STACK_DEFAULT, page);
+  if (size < ARBOR__STACK_MIN || size > ARBOR__STACK_MAX)
+    return 0;
+  return round_up(size, page); /* stays <= MAX: MAX is a page multiple */
+}
+
+int arbor__stack_alloc(struct arbor__stack_pool *pool,
+                       struct arbor__stack_cache *cache, size_t size,
+                       struct arbor__stack *out)
+{
+  struct arbor__stack st;
+  int err;
+
+  if (pool == NULL || out == NULL || size == 0 ||
+      arbor__stack_round(pool, size) != size)
+    return -EINVAL;
+  if (cache != NULL && cache->n > 0 && size == pool->default_size) {
+    /* LIFO: the stack freed last is the likeliest to be in CPU caches. */
+    *out = cache->items[--cache->n];
+    return 0;
+  }
+  pthread_mutex_lock(&pool->lock);
+  err = pool_take_locked(pool, size, &st) ? 0 : -ENOMEM;
+  if (err != 0 && pool->mode == ARBOR__STACK_MODE_SLAB)
+    err = slab_carve_locked(pool, size, &st);
+  pthread_mutex_unlock(&pool->lock);
+  if (err != 0 && pool->mode != ARBOR__STACK_MODE_SLAB) {
+    /* Outside the lock: mmap plus mprotect is two system calls. */
+    err = guarded_map(pool, size, &st);
+    if (err != 0 && pool->mode == ARBOR__STACK_MODE_AUTO) {
+      /* Out of budget or the mapping failed: in AUTO mode an unguarded
+       * stack is better than a failed spawn. */
+      pthread_mutex_lock(&pool->lock);
+      err = slab_carve_locked(pool, size, &st);
+      pthread_mutex_unlock(&pool->lock);
+    }
+  }
+  if (err == 0)
+    *out = st;
+  return err;
+}
+
+static bool stack_valid(const struct arbor__stack *st)
+{
+  return st != NULL && st->lo != NULL && st->size != 0 &&
+         (st->kind == ARBOR__STACK_GUARDED || st->kind == ARBOR__STACK_SLAB);
+}
+
+/* Move the k oldest (coldest) cached stacks to the pool under one lock. */
+static void cache_spill(struct arbor__stack_pool *pool,
+                        struct arbor__stack_cache *cache, unsigned k)
+{
+  unsigned nunmap = 0;
+  unsigned i;
+
+  pthread_mutex_lock(&pool->lock);
+  for (i = 0; i < k; i++) {
+    /* Rejected stacks are packed at the front of the spilled range, which is
+     * free to reuse, and unmapped once the lock is dropped. */
+    if (!pool_put_locked(pool, &cache->items[i]))
+      cache->items[nunmap++] = cache->items[i];
+  }
+  pthread_mutex_unlock(&pool->lock);
+  for (i = 0; i < nunmap; i++)
+    guarded_unmap(pool, &cache->items[i]);
+  memmove(cache->items, cache->items + k,
+          (cache->n - k) * sizeof(*cache->items));
+  cache->n -= k;
+}
+
+void arbor__stack_free(struct arbor__stack_pool *pool,
+                       struct arbor__stack_cache *cache,
+                       const struct arbor__stack *st)
+{
+  bool kept;
+
+  if (pool == NULL || !stack_valid(st))
+    return;
+  /* The scheduler checks at every switch, but a slab stack with a dirty
+   * canary must never reach another process, which would be blamed for an
+   * overflow it did not cause. */
+  if (!arbor__stack_check(st, (const char *)st->lo + st->size)) {
+    arbor__stack_discard(pool, st);
+    return;
+  }
+  STACK_UNPOISON(st->lo, st->size);
+  if (cache != NULL && cache->cap > 0 && st->size == pool->default_size) {
+    /* Spilling half, not one, leaves room for a burst of exits and takes
+     * the lock once per cap/2 frees instead of once per free. */
+    if (cache->n == cache->cap)
+      cache_spill(pool, cache, (cache->cap + 1) / 2);
+    cache->items[cache->n++] = *st;
+    return;
+  }
+  pthread_mutex_lock(&pool->lock);
+  kept = pool_put_locked(pool, st);
+  pthread_mutex_unlock(&pool->lock);
+  if (!kept)
+    guarded_unmap(pool, st);
+}
+
+void arbor__stack_discard(struct arbor__stack_pool *pool,
+                          const struct arbor__stack *st)
+{
+  if (pool == NULL || !stack_valid(st))
+    return;
+  if (st->kind == ARBOR__STACK_GUARDED) {
+    pthread_mutex_lock(&pool->lock);
+    pool->mapped_guarded--;
+    pthread_mutex_unlock(&pool->lock);
+    guarded_unmap(pool, st);
+  }
+  /* A slab stack is just dropped: listed nowhere, it cannot be handed out
+   * again, and pool_fini unmaps it (and deregisters it) with its slab. */
+}
+
+int arbor__stack_cache_init(struct arbor__stack_cache *cache, unsigned cap)
+{
+  struct arbor__stack *items;
+
+  if (cache == NULL)
+    return -EINVAL;
+  items = cap > 0 ? calloc(cap, sizeof(*items)) : NULL;
+  if (cap > 0 && items == NULL)
+    return -ENOMEM;
+  *cache = (struct arbor__stack_cache){.items = items, .cap = cap};
+  return 0;
+}
+
+void arbor__stack_cache_fini(struct arbor__stack_pool *pool,
+                             struct arbor__stack_cache *cache)
+{
+  if (cache == NULL)
+    return;
+  if (pool != NULL && cache->n > 0)
+    cache_spill(pool, cache, cache->n);
+  free(cache->items);
+  *cache = (struct arbor__stack_cache){0};
+}
