@@ -105,8 +105,11 @@ enum arbor_stack_mode {
   /** Guarded stacks while the kernel's mapping budget allows, then slab
    * stacks (the default; see README "Stacks"). */
   ARBOR_STACK_AUTO = 0,
-  /** Every stack has its own mapping and a PROT_NONE guard page.  A spawn
-   * fails with ARBOR_ENOMEM once vm.max_map_count is exhausted. */
+  /** Every stack has its own mapping and a PROT_NONE guard page.  Once the
+   * process-wide budget of guarded stacks is used up (derived from
+   * vm.max_map_count, leaving room for the rest of the program: about
+   * 28,000 stacks by default), further processes end at their first run
+   * with reason ARBOR_ENOMEM. */
   ARBOR_STACK_GUARDED = 1,
   /** Stacks are carved from large shared mappings with no guard page; an
    * overflow is detected after the fact by a canary check at each switch. */

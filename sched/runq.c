@@ -19,6 +19,18 @@
 
 #include <ck_pr.h>
 
+#if defined(ARBOR_HAVE_TSAN)
+#include <sanitizer/tsan_interface.h>
+/* ck_ring's synchronisation is inline asm that ThreadSanitizer cannot see,
+ * so tell it what the ring does: a push releases the task, and the pop or
+ * steal that takes it acquires it. */
+#define TSAN_RELEASE(t) __tsan_release(t)
+#define TSAN_ACQUIRE(t) __tsan_acquire(t)
+#else
+#define TSAN_RELEASE(t) ((void)(t))
+#define TSAN_ACQUIRE(t) ((void)(t))
+#endif
+
 void arbor__inject_push(struct arbor__sched *s, struct arbor__task *first,
                         struct arbor__task *last, size_t n)
 {
@@ -73,7 +85,10 @@ static struct arbor__task *inject_pop(struct arbor__worker *w, size_t max)
   t = first->next;
   for (size_t i = 1; i < take; i++) {
     struct arbor__task *next = t->next;
-    bool ok = ck_ring_enqueue_spmc(&w->ring, w->ring_buf, t);
+    bool ok;
+
+    TSAN_RELEASE(t);
+    ok = ck_ring_enqueue_spmc(&w->ring, w->ring_buf, t);
     arbor__assert(ok);
     t = next;
   }
@@ -107,6 +122,7 @@ static void overflow(struct arbor__worker *w, struct arbor__task *t)
          ck_ring_dequeue_spmc(&w->ring, w->ring_buf, &p)) {
     struct arbor__task *o = p;
 
+    TSAN_ACQUIRE(o);
     if (last != NULL)
       last->next = o;
     else
@@ -123,6 +139,7 @@ static void overflow(struct arbor__worker *w, struct arbor__task *t)
 
 void arbor__runq_push_sp(struct arbor__worker *w, struct arbor__task *t)
 {
+  TSAN_RELEASE(t);
   if (arbor__unlikely(!ck_ring_enqueue_spmc(&w->ring, w->ring_buf, t)))
     overflow(w, t);
   /* With one worker nobody else could take it. */
@@ -134,8 +151,10 @@ struct arbor__task *arbor__runq_pop_sp(struct arbor__worker *w)
 {
   void *p;
 
-  if (ck_ring_dequeue_spmc(&w->ring, w->ring_buf, &p))
+  if (ck_ring_dequeue_spmc(&w->ring, w->ring_buf, &p)) {
+    TSAN_ACQUIRE(p);
     return p;
+  }
   return NULL;
 }
 
@@ -156,11 +175,14 @@ struct arbor__task *arbor__runq_steal_mc(struct arbor__worker *thief,
       fails++;
       continue;
     }
+    TSAN_ACQUIRE(p);
     if (first == NULL) {
       first = p;
-    } else if (!ck_ring_enqueue_spmc(&thief->ring, thief->ring_buf, p)) {
-      /* Our ring is empty when we steal, so this cannot happen; be safe. */
-      overflow(thief, p);
+    } else {
+      TSAN_RELEASE(p);
+      /* Our ring is empty when we steal, so this cannot fail; be safe. */
+      if (!ck_ring_enqueue_spmc(&thief->ring, thief->ring_buf, p))
+        overflow(thief, p);
     }
     got++;
   }
