@@ -110,11 +110,10 @@ _Noreturn void arbor__ctx_jump_final(struct arbor__ctx *from,
                                      struct arbor__ctx *to);
 
 #if defined(ARBOR_CTX_UCONTEXT)
-/* Private to ctx.c: the ucontext back end (ctx_ucontext.c) standing in for
- * the frame layout and arbor__ctx_switch() of the assembly ones. */
+/* Private to ctx.c: the first-activation layout of the ucontext back end
+ * (ctx_ucontext.c), standing in for the assembly ones' frame. */
 void arbor__ctx_uc_make(struct arbor__ctx *ctx, void *lo, size_t size,
                         arbor__ctx_entry entry, void *arg);
-void arbor__ctx_uc_switch(struct arbor__ctx *from, struct arbor__ctx *to);
 #endif
 
 #endif /* ARBOR_SCHED_CTX_H */
