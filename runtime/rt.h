@@ -111,10 +111,11 @@ struct arbor_rt {
   alignas(64) _Atomic int64_t live;
   alignas(64) _Atomic int shutting_down;
 
-  /* Life cycle: shutdown waits here for live to reach 0. */
+  /* Life cycle: shutdown waits on life_cv for live to reach 0. */
+  pthread_mutex_t stop_lock; /* serialises shutdowns */
   pthread_mutex_t life_lock;
   pthread_cond_t life_cv;
-  int stopped; /* under life_lock */
+  int stopped; /* under stop_lock */
 
   /* arbor_wait(): waiters sleep here; exits broadcast. */
   pthread_mutex_t join_lock;

@@ -75,6 +75,7 @@ int arbor_rt_create(arbor_rt **out, const arbor_rt_opts *opts)
   pthread_mutex_init(&rt->grow_lock, NULL);
   pthread_mutex_init(&rt->free_lock, NULL);
   pthread_mutex_init(&rt->life_lock, NULL);
+  pthread_mutex_init(&rt->stop_lock, NULL);
   pthread_cond_init(&rt->life_cv, NULL);
   pthread_mutex_init(&rt->join_lock, NULL);
   {
@@ -111,6 +112,7 @@ fail_sched:
   pthread_mutex_destroy(&rt->join_lock);
   pthread_cond_destroy(&rt->life_cv);
   pthread_mutex_destroy(&rt->life_lock);
+  pthread_mutex_destroy(&rt->stop_lock);
   pthread_mutex_destroy(&rt->free_lock);
   pthread_mutex_destroy(&rt->grow_lock);
   free(rt->local);
@@ -125,7 +127,10 @@ int arbor_rt_shutdown(arbor_rt *rt)
     return ARBOR_EINVAL;
   if (arbor__sched_self() == &rt->sched)
     return ARBOR_EDEADLK;
-  pthread_mutex_lock(&rt->life_lock);
+  /* stop_lock serialises shutdowns; life_lock only guards the wait, and is
+   * not held while the workers are joined: the last exit takes it to signal
+   * us, and its worker must be able to finish that before it can stop. */
+  pthread_mutex_lock(&rt->stop_lock);
   if (!rt->stopped) {
     /* SeqCst: pairs with the live count in arbor_spawn() and in the exit
      * path (see the top of this file). */
@@ -133,12 +138,14 @@ int arbor_rt_shutdown(arbor_rt *rt)
     /* Processes that are running or runnable notice at their next runtime
      * call or first run; blocked ones need a wake to notice. */
     arbor__proc_wake_all(rt);
+    pthread_mutex_lock(&rt->life_lock);
     while (atomic_load_explicit(&rt->live, memory_order_seq_cst) > 0)
       pthread_cond_wait(&rt->life_cv, &rt->life_lock);
+    pthread_mutex_unlock(&rt->life_lock);
     arbor__sched_stop(&rt->sched);
     rt->stopped = 1;
   }
-  pthread_mutex_unlock(&rt->life_lock);
+  pthread_mutex_unlock(&rt->stop_lock);
   return 0;
 }
 
@@ -153,6 +160,7 @@ void arbor_rt_destroy(arbor_rt *rt)
   pthread_mutex_destroy(&rt->join_lock);
   pthread_cond_destroy(&rt->life_cv);
   pthread_mutex_destroy(&rt->life_lock);
+  pthread_mutex_destroy(&rt->stop_lock);
   pthread_mutex_destroy(&rt->free_lock);
   pthread_mutex_destroy(&rt->grow_lock);
   free(rt->local);

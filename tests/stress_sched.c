@@ -12,9 +12,9 @@
 #include "runtime/rt.h"
 
 #define FOREIGN_THREADS 2
-#define PER_THREAD 20000
+#define PER_THREAD 100000
 #define FANOUT 50
-#define ROUNDS 20000
+#define ROUNDS 100000
 
 static arbor_rt *rt;
 static atomic_long ran, leaves;

@@ -294,3 +294,34 @@ Test(runtime, concurrent_waits_see_the_reason_and_one_reaps, .timeout = 30)
   cr_expect_eq(arbor_wait(rt, pid, 0, NULL), ARBOR_ESRCH);
   arbor_rt_destroy(rt);
 }
+
+/* ---- shutdown racing the last exit ---------------------------------------- */
+
+static int yields_then_exits(void *arg)
+{
+  for (long i = 0; i < (long)(intptr_t)arg; i++)
+    arbor_yield();
+  return 0;
+}
+
+Test(runtime, shutdown_racing_the_last_exit_neither_hangs_nor_leaks,
+     .timeout = 120)
+{
+  /* The last process exits while destroy is starting: its worker must be
+   * able to signal shutdown before shutdown joins it.  This once hung in
+   * stress_sched; the window is narrow, so this test only makes the race
+   * likely (many rounds, varied timing), it cannot force it. */
+  for (int i = 0; i < 1000; i++) {
+    arbor_rt *rt;
+
+    cr_assert_eq(arbor_rt_create(&rt, &(arbor_rt_opts){.workers = 2}), 0);
+    for (int j = 0; j < 4; j++)
+      cr_assert_eq(arbor_spawn(rt, NULL, yields_then_exits,
+                               (void *)(intptr_t)(i % 7), NULL),
+                   0);
+    /* Vary how far the processes get before shutdown begins. */
+    for (int k = 0; k < i % 13; k++)
+      sched_yield();
+    arbor_rt_destroy(rt);
+  }
+}
