@@ -45,6 +45,7 @@ extern "C" {
   XX(EDEADLK, -EDEADLK, "call would block a worker thread")                    \
   XX(ENOTPROC, -4001, "must be called from inside a process")                  \
   XX(ESHUTDOWN, -4002, "runtime is shutting down")                             \
+  XX(EEXIST, -EEXIST, "name already registered")                             \
   XX(EOTHERRT, -4003, "process belongs to another runtime")
 
 /** Error codes.  POSIX-meaning codes are -errno; the rest sit below -4000. */
@@ -80,10 +81,21 @@ ARBOR_API const char *arbor_err_name(int err);
  * ------------------------------------------------------------------------ */
 
 #define ARBOR_NORMAL 0
-/** The process was ended by arbor_rt_shutdown(). */
+/** An orderly stop: arbor_rt_shutdown() ends processes with it, and a
+ * supervisor stops children with it.  Not a failure. */
 #define ARBOR_REASON_SHUTDOWN (-5001)
-/** The process was killed (untrappable). */
+/** The reason a process killed with ARBOR_REASON_KILL exits with, and that
+ * its links and monitors see (it can be trapped by them). */
 #define ARBOR_REASON_KILLED (-5002)
+/** Passed to arbor_kill(): ends the target even if it traps exits. */
+#define ARBOR_REASON_KILL (-5003)
+/** A DOWN for a monitor of a process that did not exist. */
+#define ARBOR_REASON_NOPROC (-5004)
+
+/** A readable name for a reason: "normal", "shutdown", "killed", "kill",
+ * "noproc", an error code's name, or "user" for the application's own.
+ * Never NULL. */
+ARBOR_API const char *arbor_reason_name(int reason);
 
 /* ------------------------------------------------------------------------
  * Types
@@ -144,6 +156,8 @@ typedef struct arbor_spawn_opts {
   size_t stack_size;
   /** ARBOR_SPAWN_* flags, or 0. */
   unsigned flags;
+  /** With ARBOR_SPAWN_MONITOR: receives the monitor's reference. */
+  uint64_t *monitor_ref;
 } arbor_spawn_opts;
 
 /** Spawn flag: the process stays a zombie after it exits, holding its exit
@@ -152,6 +166,14 @@ typedef struct arbor_spawn_opts {
  * process is reaped as soon as it exits, and arbor_wait() must start before
  * the exit to see it. */
 #define ARBOR_SPAWN_JOINABLE 1u
+/** Spawn flag: link the caller (a process) and the child before the child
+ * can run, so the child cannot die unobserved.  Outside a process:
+ * ARBOR_ENOTPROC. */
+#define ARBOR_SPAWN_LINK 2u
+/** Spawn flag: the caller (a process) monitors the child from before it can
+ * run; the reference goes to *monitor_ref (required).  Outside a process:
+ * ARBOR_ENOTPROC. */
+#define ARBOR_SPAWN_MONITOR 4u
 
 /** Counters of one worker, for tests, benchmarks and monitoring.  Every
  * count is since the runtime was created. */
@@ -162,6 +184,7 @@ typedef struct arbor_worker_stats {
   uint64_t injects; /**< processes taken from the global injection queue */
   uint64_t parks;   /**< times the worker thread went to sleep */
   uint64_t lifo;    /**< runs taken from the LIFO slot */
+  uint64_t timers;  /**< timers that fired on this worker */
 } arbor_worker_stats;
 
 /** Longest name a process can have, including the terminating NUL. */
@@ -327,6 +350,214 @@ ARBOR_API int arbor_alive(arbor_rt *rt, arbor_pid pid);
  */
 ARBOR_API ARBOR_NODISCARD int arbor_wait(arbor_rt *rt, arbor_pid pid,
                                          int64_t timeout_ms, int *reason);
+
+/* ------------------------------------------------------------------------
+ * Messages
+ *
+ * Every process has one mailbox.  Messages from one sender to one receiver
+ * arrive in the order they were sent.  Sending never blocks.
+ * ------------------------------------------------------------------------ */
+
+/** Tags at or above this value belong to the runtime; arbor_send() refuses
+ * them. */
+#define ARBOR_TAG_SYSTEM 0xFFFFFF00u
+/** An exit signal received by a process that traps exits: from = the process
+ * that sent it (the one that exited, or the caller of arbor_kill()),
+ * reason = its reason. */
+#define ARBOR_TAG_EXIT 0xFFFFFFFEu
+/** A monitor fired: from = the monitored process, ref = the monitor's
+ * reference, reason = its exit reason (ARBOR_REASON_NOPROC if it did not
+ * exist). */
+#define ARBOR_TAG_DOWN 0xFFFFFFFDu
+
+/** Largest message body, in bytes. */
+#define ARBOR_MSG_MAX ((size_t)1 << 28)
+
+/** A received message: a view into a runtime-owned envelope. */
+typedef struct arbor_msg {
+  uint32_t tag;     /**< the sender's tag, or ARBOR_TAG_EXIT / _DOWN */
+  int reason;       /**< EXIT and DOWN messages: the exit reason */
+  arbor_pid from;   /**< the sender; 0 when sent from outside a process */
+  uint64_t ref;     /**< DOWN messages: the monitor's reference */
+  const void *data; /**< the body (NULL when len is 0) */
+  size_t len;       /**< its length in bytes */
+} arbor_msg;
+
+/** A selective-receive predicate: nonzero takes the message. */
+typedef int (*arbor_match_fn)(const arbor_msg *msg, void *arg);
+
+/** Send a copy of data[0..len) to @p to.
+ *
+ * Sending to a process that has exited is not an error, as in Erlang: the
+ * message is dropped, counted (arbor_rt_dropped()), and the call returns 0.
+ *
+ * @return 0 (delivered or dropped), ARBOR_EINVAL (to is 0, tag is a system
+ *         tag, data NULL with len > 0, len > ARBOR_MSG_MAX), ARBOR_ESRCH (to
+ *         names no live runtime) or ARBOR_ENOMEM.
+ * @par Ownership
+ * The bytes are copied: the caller's buffer is free on return.
+ * @par Thread safety
+ * Any thread, inside or outside a process.
+ */
+ARBOR_API int arbor_send(arbor_pid to, uint32_t tag, const void *data,
+                         size_t len);
+
+/** Send a heap buffer without copying it: on success the runtime owns @p data
+ * and calls free_fn(data) once the receiver is done with it (or the message
+ * is dropped).  On failure the caller still owns it.
+ *
+ * @return As arbor_send(); also ARBOR_EINVAL if free_fn is NULL while data
+ *         is not.
+ */
+ARBOR_API int arbor_send_owned(arbor_pid to, uint32_t tag, void *data,
+                               size_t len, void (*free_fn)(void *data));
+
+/** Receive the oldest message.
+ *
+ * @param[out] msg         Filled on success; untouched on error.
+ * @param      timeout_ms  Negative waits forever; 0 polls.
+ * @return 0, ARBOR_ETIMEDOUT, ARBOR_EINVAL (msg NULL) or ARBOR_ENOTPROC.
+ *         A process that is killed while waiting ends here.
+ * @par Ownership
+ * msg->data stays valid until this process's next receive, or its exit.
+ * @par Thread safety
+ * Inside a process only.
+ */
+ARBOR_API ARBOR_NODISCARD int arbor_recv(arbor_msg *msg, int64_t timeout_ms);
+
+/** Receive the oldest message with tag @p tag; the messages it passes over
+ * stay in the mailbox, in their order.  Returns as arbor_recv(). */
+ARBOR_API ARBOR_NODISCARD int arbor_recv_tag(arbor_msg *msg, uint32_t tag,
+                                             int64_t timeout_ms);
+
+/** Receive the oldest message for which match(msg, arg) is nonzero; the
+ * others stay, in their order.  match runs in the receiving process and may
+ * not call the runtime.  Returns as arbor_recv(), and ARBOR_EINVAL if match
+ * is NULL. */
+ARBOR_API ARBOR_NODISCARD int arbor_recv_match(arbor_msg *msg,
+                                               arbor_match_fn match, void *arg,
+                                               int64_t timeout_ms);
+
+/** Suspend the calling process for @p ms milliseconds (1 ms resolution;
+ * never early).  Messages that arrive meanwhile wait in the mailbox.
+ *
+ * @return 0, ARBOR_EINVAL (ms < 0) or ARBOR_ENOTPROC.  A process that is
+ *         killed while sleeping ends here.
+ */
+ARBOR_API int arbor_sleep(int64_t ms);
+
+/** Messages sent to processes that had exited, since @p rt was created, or
+ * ARBOR_EINVAL. */
+ARBOR_API int64_t arbor_rt_dropped(const arbor_rt *rt);
+
+/* ------------------------------------------------------------------------
+ * Names
+ * ------------------------------------------------------------------------ */
+
+/** Register @p name (NUL-terminated, 1..ARBOR_NAME_MAX-1 bytes) for the live
+ * process @p pid in pid's runtime.  A name is freed when its process exits.
+ *
+ * @return 0, ARBOR_EINVAL (name NULL or empty, pid 0), ARBOR_ENAMETOOLONG,
+ *         ARBOR_ESRCH (pid is not alive), ARBOR_EEXIST (the name is taken,
+ *         or the process already has a name) or ARBOR_ENOMEM.
+ * @par Thread safety
+ * Any thread.
+ */
+ARBOR_API int arbor_register(const char *name, arbor_pid pid);
+
+/** Remove a registered name.  rt NULL: the calling process's runtime.
+ * @return 0, ARBOR_EINVAL or ARBOR_ESRCH (no such name). */
+ARBOR_API int arbor_unregister(arbor_rt *rt, const char *name);
+
+/** Look a registered name up.  rt NULL: the calling process's runtime.
+ * @return 0 (*pid set), ARBOR_EINVAL or ARBOR_ESRCH (no such name). */
+ARBOR_API int arbor_whereis(arbor_rt *rt, const char *name, arbor_pid *pid);
+
+/** arbor_send() to a registered name.
+ * @return As arbor_send(), and ARBOR_ESRCH if no process has that name. */
+ARBOR_API int arbor_send_name(arbor_rt *rt, const char *name, uint32_t tag,
+                              const void *data, size_t len);
+
+/* ------------------------------------------------------------------------
+ * Links, monitors and exit signals (Erlang's semantics)
+ *
+ * When a process exits with reason R, each linked process gets an exit
+ * signal R, and each monitoring process a DOWN message -- exactly one per
+ * link and per monitor, however the process ended.  An exit signal to a
+ * process that traps exits becomes an ARBOR_TAG_EXIT message; otherwise a
+ * normal one is ignored and any other ends the receiver with the same
+ * reason.  ARBOR_REASON_KILL cannot be trapped: the target ends with
+ * ARBOR_REASON_KILLED, and that is what its links see.  A process that is
+ * waiting (receive, sleep) ends at once; a running one at its next runtime
+ * call.
+ * ------------------------------------------------------------------------ */
+
+/** Link the calling process and @p pid (both ways; linking twice is one
+ * link).
+ * @return 0, ARBOR_EINVAL (pid is 0 or the caller itself), ARBOR_ESRCH (pid
+ *         is not alive: no link is made and no signal is sent),
+ *         ARBOR_EOTHERRT, ARBOR_ENOMEM or ARBOR_ENOTPROC. */
+ARBOR_API int arbor_link(arbor_pid pid);
+
+/** Remove the link between the calling process and @p pid, if any.
+ * @return 0, ARBOR_EINVAL or ARBOR_ENOTPROC. */
+ARBOR_API int arbor_unlink(arbor_pid pid);
+
+/** Monitor @p pid: when it exits, the caller gets one ARBOR_TAG_DOWN
+ * message carrying *ref.  Monitoring a process that does not exist gives an
+ * immediate DOWN with ARBOR_REASON_NOPROC.  Monitors stack: each call is a
+ * new monitor.
+ * @return 0, ARBOR_EINVAL (ref NULL, pid 0), ARBOR_EOTHERRT, ARBOR_ENOMEM
+ *         or ARBOR_ENOTPROC. */
+ARBOR_API int arbor_monitor(arbor_pid pid, uint64_t *ref);
+
+/** Remove a monitor of the calling process.  After it returns no DOWN for
+ * @p ref will arrive, and one already in the mailbox is removed.
+ * @return 0, ARBOR_ESRCH (no such monitor: it fired and its DOWN was
+ *         received, or never existed) or ARBOR_ENOTPROC. */
+ARBOR_API int arbor_demonitor(uint64_t ref);
+
+/** Turn exit signals to the calling process into ARBOR_TAG_EXIT messages
+ * (on nonzero) or back into signals (on 0).
+ * @return The previous setting (0 or 1), or ARBOR_ENOTPROC. */
+ARBOR_API int arbor_trap_exit(int on);
+
+/** Send the exit signal @p reason to @p pid, as if from the caller (from 0
+ * outside a process); see the rules above.  Killing a process that has
+ * already exited does nothing and returns 0.
+ * @return 0, ARBOR_EINVAL (pid 0), ARBOR_ESRCH (pid names no live runtime).
+ * @par Thread safety
+ * Any thread.  A process that kills itself with an abnormal reason (and
+ * does not trap exits) ends here.
+ */
+ARBOR_API int arbor_kill(arbor_pid pid, int reason);
+
+/* ------------------------------------------------------------------------
+ * Timers
+ * ------------------------------------------------------------------------ */
+
+/** A timer reference; 0 is never one. */
+typedef uint64_t arbor_timer;
+
+/** Send a copy of data[0..len) to @p to after @p ms milliseconds.
+ *
+ * @param[out] timer  The reference for arbor_timer_cancel(); may be NULL.
+ * @return 0, ARBOR_EINVAL (as arbor_send(), or ms < 0), ARBOR_ESRCH (to
+ *         names no live runtime) or ARBOR_ENOMEM.
+ * @par Thread safety
+ * Any thread.
+ */
+ARBOR_API int arbor_send_after(arbor_pid to, uint32_t tag, const void *data,
+                               size_t len, int64_t ms, arbor_timer *timer);
+
+/** Cancel a timer from arbor_send_after().  Exactly one of the cancel and
+ * the delivery happens.
+ * @return 0 (cancelled: the message will not be sent), ARBOR_ESRCH (it was
+ *         already sent or cancelled, or no such timer) or ARBOR_EINVAL.
+ * @par Thread safety
+ * Any thread.
+ */
+ARBOR_API int arbor_timer_cancel(arbor_timer timer);
 
 #ifdef __cplusplus
 }

@@ -1,4 +1,5 @@
-/* runtime/error.c -- the error table: arbor_strerror() and arbor_err_name(). */
+/* runtime/error.c -- the error table (arbor_strerror(), arbor_err_name())
+ * and the names of exit reasons. */
 #include "arbor.h"
 
 const char *arbor_strerror(int err)
@@ -28,5 +29,23 @@ const char *arbor_err_name(int err)
     return "ARBOR_OK";
   default:
     return "ARBOR_UNKNOWN";
+  }
+}
+
+const char *arbor_reason_name(int reason)
+{
+  switch (reason) {
+  case ARBOR_NORMAL:
+    return "normal";
+  case ARBOR_REASON_SHUTDOWN:
+    return "shutdown";
+  case ARBOR_REASON_KILLED:
+    return "killed";
+  case ARBOR_REASON_KILL:
+    return "kill";
+  case ARBOR_REASON_NOPROC:
+    return "noproc";
+  default:
+    return reason > 0 ? "user" : arbor_err_name(reason);
   }
 }

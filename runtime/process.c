@@ -39,7 +39,7 @@ struct arbor__proc *arbor__proc_current(void)
 }
 
 /* The calling worker's index if it is a worker of rt, else -1. */
-static int local_worker(arbor_rt *rt)
+int arbor__local_worker(arbor_rt *rt)
 {
   if (arbor__sched_self() != &rt->sched)
     return -1;
@@ -118,7 +118,7 @@ static struct arbor__proc *record_alloc(arbor_rt *rt, int w)
 
 static void record_free(arbor_rt *rt, struct arbor__proc *p)
 {
-  int w = local_worker(rt);
+  int w = arbor__local_worker(rt);
 
   if (p->gen == UINT32_MAX)
     return; /* retired: its next pid would repeat an old one */
@@ -156,6 +156,7 @@ static void recycle(struct arbor__proc *p)
   /* Release: lookups that still find the old pid see a consistent record
    * up to here; after it they fail the pid check. */
   atomic_store_explicit(&p->pid, 0, memory_order_release);
+  arbor__mailbox_drain(p->rt, p, true);
   arbor__name_unref(p->name);
   p->name = NULL;
   if (p->defers != p->defer_inline)
@@ -214,23 +215,22 @@ static _Noreturn void proc_finish(struct arbor__proc *p, int reason)
   arbor__sched_exit();
 }
 
-static _Noreturn void die(struct arbor__proc *p, uint32_t flags)
+_Noreturn void arbor__proc_die(struct arbor__proc *p, int reason)
 {
-  proc_finish(p, (flags & ARBOR__P_KILL) ? p->kill_reason
-                                          : ARBOR_REASON_SHUTDOWN);
+  proc_finish(p, reason);
 }
 
-/* Called at every runtime call a process makes: end it here if it has been
- * asked to end. */
-static inline void checkpoint(struct arbor__proc *p)
+void arbor__proc_checkpoint_slow(struct arbor__proc *p)
 {
-  uint32_t f = atomic_load_explicit(&p->flags, memory_order_relaxed);
+  uint64_t k = atomic_load_explicit(&p->kill, memory_order_acquire);
 
-  if (arbor__unlikely((f & ARBOR__P_KILL) != 0 ||
-                      atomic_load_explicit(&p->rt->shutting_down,
-                                           memory_order_relaxed)) &&
-      (f & ARBOR__P_EXITING) == 0)
-    die(p, f);
+  if (atomic_load_explicit(&p->flags, memory_order_relaxed) &
+      ARBOR__P_EXITING)
+    return; /* already ending: defers may call the runtime */
+  if (k != 0)
+    proc_finish(p, (int)(uint32_t)k);
+  if (atomic_load_explicit(&p->rt->shutting_down, memory_order_relaxed))
+    proc_finish(p, ARBOR_REASON_SHUTDOWN);
 }
 
 static void proc_main(struct arbor__task *t)
@@ -243,7 +243,7 @@ static void proc_main(struct arbor__task *t)
 static int proc_prestart(struct arbor__task *t, int err)
 {
   struct arbor__proc *p = proc_of(t);
-  uint32_t f = atomic_load_explicit(&p->flags, memory_order_relaxed);
+  uint64_t k = atomic_load_explicit(&p->kill, memory_order_acquire);
 
   if (err != 0) {
     /* No stack could be mapped: the process ends before it starts, and its
@@ -251,12 +251,12 @@ static int proc_prestart(struct arbor__task *t, int err)
     atomic_store_explicit(&p->reason, ARBOR_ENOMEM, memory_order_relaxed);
     return 1;
   }
-  if ((f & ARBOR__P_KILL) != 0 ||
+  if (k != 0 ||
       atomic_load_explicit(&p->rt->shutting_down, memory_order_relaxed)) {
-    atomic_store_explicit(&p->reason,
-                          (f & ARBOR__P_KILL) ? p->kill_reason
-                                              : ARBOR_REASON_SHUTDOWN,
-                          memory_order_relaxed);
+    /* Killed before it ever ran: it ends without running, with no stack. */
+    atomic_store_explicit(
+        &p->reason, k != 0 ? (int)(uint32_t)k : ARBOR_REASON_SHUTDOWN,
+        memory_order_relaxed);
     return 1;
   }
   return 0;
@@ -268,6 +268,12 @@ static void proc_exited(struct arbor__task *t)
   arbor_rt *rt = p->rt;
   uint32_t f;
 
+  /* Exactly one notification per link and monitor, whatever the cause;
+   * then free what the process held.  Senders may still push: the rest is
+   * drained when the record is recycled. */
+  arbor__proc_notify_exit(p, atomic_load_explicit(&p->reason,
+                                                  memory_order_relaxed));
+  arbor__mailbox_drain(rt, p, false);
   /* SeqCst: pairs with the reference CAS in arbor__proc_ref(); a waiter
    * either holds a reference we see here, or sees EXITED itself.  The
    * release half publishes the reason. */
@@ -306,8 +312,9 @@ const struct arbor__sched_hooks arbor__proc_hooks = {
     .prestart = proc_prestart,
     .exited = proc_exited,
     .overflow = proc_overflow,
-    .next_deadline = NULL,
-    .ud = NULL,
+    .maintain = arbor__timers_maintain,
+    .next_deadline = arbor__timers_deadline,
+    .ud = NULL, /* each runtime sets its own */
 };
 
 /* ---- the public calls ---------------------------------------------------- */
@@ -327,15 +334,21 @@ int arbor_spawn(arbor_rt *rt, arbor_pid *pid_out, arbor_fn fn, void *arg,
     opts = &defaults;
   if (rt == NULL)
     rt = self != NULL ? self->rt : NULL;
-  if (rt == NULL || fn == NULL || (opts->flags & ~ARBOR_SPAWN_JOINABLE) != 0)
+  if (rt == NULL || fn == NULL ||
+      (opts->flags & ~(ARBOR_SPAWN_JOINABLE | ARBOR_SPAWN_LINK |
+                       ARBOR_SPAWN_MONITOR)) != 0)
+    return ARBOR_EINVAL;
+  if ((opts->flags & ARBOR_SPAWN_MONITOR) && opts->monitor_ref == NULL)
     return ARBOR_EINVAL;
   stack = arbor__stack_round(&rt->sched.stacks, opts->stack_size);
   if (stack == 0)
     return ARBOR_EINVAL;
   if (self != NULL && self->rt != rt)
     self = NULL; /* a parent in another runtime is no parent here */
+  if (self == NULL && (opts->flags & (ARBOR_SPAWN_LINK | ARBOR_SPAWN_MONITOR)))
+    return ARBOR_ENOTPROC;
   if (self != NULL)
-    checkpoint(self);
+    arbor__proc_checkpoint(self);
   if (opts->name != NULL) {
     err = arbor__name_make(self != NULL ? self->name : NULL, opts->name,
                            &name);
@@ -351,7 +364,7 @@ int arbor_spawn(arbor_rt *rt, arbor_pid *pid_out, arbor_fn fn, void *arg,
     err = ARBOR_ESHUTDOWN;
     goto fail;
   }
-  w = local_worker(rt);
+  w = arbor__worker_of(rt, self);
   p = record_alloc(rt, w);
   if (p == NULL) {
     err = ARBOR_ENOMEM;
@@ -365,15 +378,36 @@ int arbor_spawn(arbor_rt *rt, arbor_pid *pid_out, arbor_fn fn, void *arg,
   p->defers = p->defer_inline;
   p->ndefers = 0;
   p->capdefers = ARBOR__DEFER_INLINE;
-  p->kill_reason = 0;
+  atomic_store_explicit(&p->kill, 0, memory_order_relaxed);
   atomic_store_explicit(&p->reason, 0, memory_order_relaxed);
   atomic_store_explicit(&p->flags,
                         (opts->flags & ARBOR_SPAWN_JOINABLE) ? ARBOR__P_JOINABLE
                                                              : 0,
                         memory_order_relaxed);
   atomic_store_explicit(&p->refs, 1, memory_order_relaxed);
+  arbor__mailbox_init(&p->mbox);
+  p->saved = p->saved_tail = p->current = NULL;
+  atomic_store_explicit(&p->waiting, ARBOR__WAIT_NONE, memory_order_relaxed);
+  atomic_store_explicit(&p->lock, 0, memory_order_relaxed);
+  p->dead = 0;
+  p->links.n = p->monitors.n = p->watching.n = 0;
+  p->regname = NULL;
   arbor__task_init(&p->task, stack);
   pid = arbor__pid_make(rt->tag, p->gen, p->index);
+  if (opts->flags & (ARBOR_SPAWN_LINK | ARBOR_SPAWN_MONITOR)) {
+    /* Before the child is visible or runnable, so it cannot die
+     * unobserved. */
+    atomic_store_explicit(&p->pid, pid, memory_order_relaxed);
+    err = arbor__spawn_link(self, p, opts->flags & ARBOR_SPAWN_LINK,
+                            (opts->flags & ARBOR_SPAWN_MONITOR)
+                                ? opts->monitor_ref
+                                : NULL);
+    if (err < 0) {
+      atomic_store_explicit(&p->pid, 0, memory_order_relaxed);
+      record_free(rt, p);
+      goto fail;
+    }
+  }
   /* Release: pairs with the acquire in arbor__proc_ref(); the record is
    * complete before the pid resolves. */
   atomic_store_explicit(&p->pid, pid, memory_order_release);
@@ -385,7 +419,7 @@ int arbor_spawn(arbor_rt *rt, arbor_pid *pid_out, arbor_fn fn, void *arg,
     /* Spawning is a runtime call like any other: a process that spawns in
      * a loop lets the others (its children first) run now and then. */
     arbor__sched_yield();
-    checkpoint(self);
+    arbor__proc_checkpoint(self);
   }
   return 0;
 
@@ -420,9 +454,9 @@ int arbor_yield(void)
 
   if (p == NULL)
     return ARBOR_ENOTPROC;
-  checkpoint(p);
+  arbor__proc_checkpoint(p);
   arbor__sched_yield();
-  checkpoint(p);
+  arbor__proc_checkpoint(p);
   return 0;
 }
 
@@ -590,8 +624,10 @@ void arbor__proc_table_fini(arbor_rt *rt)
     for (uint32_t i = 0; i < ARBOR__CHUNK_SIZE; i++) {
       struct arbor__proc *p = &chunk[i];
 
+      arbor__signals_fini(p);
       if (atomic_load_explicit(&p->pid, memory_order_relaxed) == 0)
         continue;
+      arbor__mailbox_drain(rt, p, false);
       arbor__name_unref(p->name);
       if (p->defers != p->defer_inline)
         free(p->defers);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "arbor.h"
+#include "runtime/timer.h"
 #include "sched/sched.h"
 
 /* Pid layout: | tag:8 | generation:32 | index:24 |.  The tag names the
@@ -45,6 +46,48 @@ struct arbor__name {
   char s[];
 };
 
+/* A message envelope.  Small bodies live inline in envelopes recycled per
+ * worker; larger ones get one malloc for envelope and body together; owned
+ * bodies (arbor_send_owned) are the sender's buffer and free function. */
+#define ARBOR__ENV_INLINE 64
+struct arbor__env {
+  struct arbor__env *_Atomic next; /* mailbox link (see mailbox.c) */
+  uint32_t tag;
+  int reason;
+  arbor_pid from;
+  uint64_t ref;
+  void *data;
+  size_t len;
+  void (*free_fn)(void *data); /* owned bodies only */
+  uint8_t pooled;              /* an inline envelope from a worker pool */
+  /* The body of a non-owned message follows the envelope in memory (no
+   * flexible array member, so an envelope can be the mailbox's stub). */
+};
+
+/* Vyukov's intrusive MPSC queue: producers exchange `head`, the owner pops
+ * at `tail`; `stub` keeps the queue non-empty so neither end is NULL. */
+struct arbor__mailbox {
+  struct arbor__env *_Atomic head; /* written by every sender */
+  alignas(64) struct arbor__env *tail; /* owner only */
+  struct arbor__env stub;
+};
+
+struct arbor__link_set {
+  arbor_pid *pids;
+  uint32_t n, cap;
+};
+
+/* A monitor, kept both by the target (ref, watcher) and by the watcher
+ * (ref, target). */
+struct arbor__mon {
+  uint64_t ref;
+  arbor_pid pid;
+};
+struct arbor__mon_set {
+  struct arbor__mon *v;
+  uint32_t n, cap;
+};
+
 struct arbor__defer {
   void (*fn)(void *arg);
   void *arg;
@@ -56,8 +99,15 @@ enum {
   ARBOR__P_EXITED = 1u << 0,   /* its exit reason is final */
   ARBOR__P_JOINABLE = 1u << 1, /* stays a zombie until arbor_wait() */
   ARBOR__P_REAPED = 1u << 2,   /* a wait collected the zombie */
-  ARBOR__P_KILL = 1u << 3,     /* asked to end with kill_reason */
   ARBOR__P_EXITING = 1u << 4,  /* running its defers: no more kill checks */
+  ARBOR__P_TRAP = 1u << 5,     /* traps exits */
+};
+
+/* What a blocked process waits for (proc->waiting). */
+enum {
+  ARBOR__WAIT_NONE = 0,
+  ARBOR__WAIT_MSG = 1,   /* a message, a timer or a kill wakes it */
+  ARBOR__WAIT_TIMER = 2, /* only its timer or a kill wakes it (sleep) */
 };
 
 /* A process record.  Records are type-stable: they live in chunks that are
@@ -76,7 +126,9 @@ struct arbor__proc {
   _Atomic uint32_t refs;
   _Atomic uint32_t flags;  /* ARBOR__P_* */
   _Atomic int reason;      /* exit reason, final once EXITED is set */
-  int kill_reason;         /* written before KILL is set */
+  /* 0, or KILLED_BIT | (uint32_t)reason: set once, by the first exit signal
+   * that ends the process.  SeqCst with `waiting`: see signal.c. */
+  _Atomic uint64_t kill;
   arbor_fn fn;
   void *arg;
   struct arbor__name *name; /* NULL: no name */
@@ -84,12 +136,38 @@ struct arbor__proc {
   uint32_t ndefers, capdefers;
   struct arbor__defer defer_inline[ARBOR__DEFER_INLINE];
   struct arbor__proc *next_free;
+
+  /* Messages.  The mailbox head is written by senders; the rest only by the
+   * process itself (and by the exit path, once it cannot run again). */
+  struct arbor__mailbox mbox;
+  struct arbor__env *saved, *saved_tail; /* passed over by selective recv */
+  struct arbor__env *current;            /* what the last recv returned */
+  /* ARBOR__WAIT_*: set by the process before it blocks; whoever swaps it
+   * back to NONE (a sender, its timer, a kill) is the one that wakes it. */
+  _Atomic uint32_t waiting;
+  _Atomic uint32_t wait_seq;   /* numbers each wait, for stale timers */
+  _Atomic uint32_t fired_seq;  /* the wait whose timer fired */
+
+  /* Links, monitors, registered name: under `lock`. */
+  _Atomic uint32_t lock;       /* a spinlock: held for a few instructions */
+  uint8_t dead;                /* no more links or monitors */
+  struct arbor__link_set links;
+  struct arbor__mon_set monitors; /* who monitors this process */
+  struct arbor__mon_set watching; /* whom this process monitors (owner) */
+  char *regname;
 };
 
-/* Free records kept by one worker, touched only by that worker. */
+#define ARBOR__KILLED_BIT ((uint64_t)1 << 32)
+
+/* What one worker keeps for itself, touched only by that worker. */
 struct arbor__proc_cache {
-  alignas(64) struct arbor__proc *head;
+  alignas(64) struct arbor__proc *head; /* free process records */
   unsigned n;
+  struct arbor__env *envs; /* free inline envelopes */
+  unsigned nenvs;
+  struct arbor__tentry *tfree; /* free timer entries */
+  unsigned ntfree;
+  struct arbor__wheel wheel; /* this worker's timers */
 };
 
 struct arbor_rt {
@@ -120,7 +198,44 @@ struct arbor_rt {
   /* arbor_wait(): waiters sleep here; exits broadcast. */
   pthread_mutex_t join_lock;
   pthread_cond_t join_cv;
+
+  alignas(64) _Atomic int64_t dropped;  /* messages to dead processes */
+  alignas(64) _Atomic uint64_t next_ref; /* monitor references */
+
+  /* Registered names: a chained hash table under reg_lock. */
+  pthread_mutex_t reg_lock;
+  struct arbor__regent **reg;
+  size_t nreg, capreg;
+
+  /* Timers: entries live in chunks, like process records. */
+  struct arbor__tentry *_Atomic tchunks[ARBOR__NCHUNKS];
+  _Atomic uint32_t tnext_index;
+  pthread_mutex_t tlock;          /* tchunks growth, tfree, tinbox */
+  struct arbor__tentry *tfree;    /* under tlock */
+  struct arbor__tentry *tinbox;   /* from foreign threads, under tlock */
+  _Atomic size_t ntinbox;
 };
+
+/* A timer entry (timers.c).  Type-stable, like process records: a stale
+ * reference can always be looked up and fails its generation check. */
+enum { ARBOR__T_RECV = 1, ARBOR__T_SEND = 2 };
+struct arbor__tentry {
+  struct arbor__timer t; /* first: the wheel hands this back */
+  uint32_t index, gen;
+  /* gen << 3 | is-send << 2 | state (free, pending, fired, cancelled);
+   * firing and cancelling are CASes from pending, so exactly one wins. */
+  _Atomic uint64_t state;
+  uint8_t kind;
+  uint16_t owner;           /* the worker whose wheel holds it */
+  struct arbor__proc *proc; /* T_RECV: the waiting process */
+  arbor_pid pid;            /* its pid (T_RECV) or the target (T_SEND) */
+  uint32_t seq;             /* T_RECV: the wait it belongs to */
+  struct arbor__env *env;   /* T_SEND: the message */
+  struct arbor__tentry *next_free;
+};
+
+/* runtime.c */
+arbor_rt *arbor__rt_of_pid(arbor_pid pid);
 
 /* process.c */
 extern const struct arbor__sched_hooks arbor__proc_hooks;
@@ -129,6 +244,74 @@ int arbor__proc_ref(arbor_rt *rt, arbor_pid pid, struct arbor__proc **out);
 void arbor__proc_unref(struct arbor__proc *p);
 void arbor__proc_wake_all(arbor_rt *rt);
 void arbor__proc_table_fini(arbor_rt *rt);
+_Noreturn void arbor__proc_die(struct arbor__proc *p, int reason);
+void arbor__proc_checkpoint_slow(struct arbor__proc *p);
+int arbor__local_worker(arbor_rt *rt);
+/* The calling worker's index in rt, or -1; cheap when the caller is the
+ * running process `self` (NULL if unknown or none). */
+static inline int arbor__worker_of(arbor_rt *rt, struct arbor__proc *self)
+{
+  if (self != NULL && self->rt == rt)
+    return self->task.worker;
+  return arbor__local_worker(rt);
+}
+/* At every runtime call a process makes: end it here if it has been asked
+ * to end (an exit signal, or shutdown). */
+static inline void arbor__proc_checkpoint(struct arbor__proc *p)
+{
+  if (arbor__unlikely(
+          atomic_load_explicit(&p->kill, memory_order_relaxed) != 0 ||
+          atomic_load_explicit(&p->rt->shutting_down, memory_order_relaxed)))
+    arbor__proc_checkpoint_slow(p);
+}
+
+/* A process's spinlock (see signal.c for what it guards).  Acquire: pairs
+ * with the release in arbor__proc_unlock(). */
+static inline void arbor__proc_lock(struct arbor__proc *p)
+{
+  while (atomic_exchange_explicit(&p->lock, 1, memory_order_acquire) != 0)
+    while (atomic_load_explicit(&p->lock, memory_order_relaxed) != 0)
+      ;
+}
+
+static inline void arbor__proc_unlock(struct arbor__proc *p)
+{
+  atomic_store_explicit(&p->lock, 0, memory_order_release);
+}
+
+/* mailbox.c */
+void arbor__mailbox_init(struct arbor__mailbox *mb);
+void arbor__mailbox_push_mp(struct arbor__mailbox *mb, struct arbor__env *e);
+struct arbor__env *arbor__mailbox_pop_sc(struct arbor__mailbox *mb);
+bool arbor__mailbox_quiet_sc(struct arbor__mailbox *mb);
+/* w: the calling worker's index in rt, or -1 (see arbor__worker_of()). */
+struct arbor__env *arbor__env_new(arbor_rt *rt, int w, size_t len);
+void arbor__env_free(arbor_rt *rt, int w, struct arbor__env *e);
+void arbor__mailbox_drain(arbor_rt *rt, struct arbor__proc *p, bool count);
+/* Push e to p's mailbox and wake p if it waits for a message. */
+void arbor__deliver(struct arbor__proc *p, struct arbor__env *e);
+
+/* signal.c */
+void arbor__proc_notify_exit(struct arbor__proc *p, int reason);
+int arbor__spawn_link(struct arbor__proc *parent, struct arbor__proc *child,
+                      bool link, uint64_t *monitor_ref);
+void arbor__proc_wake_waiting(struct arbor__proc *p);
+void arbor__signals_fini(struct arbor__proc *p);
+
+/* registry.c */
+void arbor__registry_init(arbor_rt *rt);
+void arbor__registry_fini(arbor_rt *rt);
+void arbor__registry_drop(arbor_rt *rt, const char *name, arbor_pid pid);
+
+/* timers.c */
+int arbor__timers_init(arbor_rt *rt);
+void arbor__timers_fini(arbor_rt *rt);
+uint64_t arbor__now_ms(void);
+struct arbor__tentry *arbor__recv_timer_arm(struct arbor__proc *p,
+                                            uint32_t seq, uint64_t deadline);
+void arbor__recv_timer_disarm(struct arbor__proc *p, struct arbor__tentry *e);
+size_t arbor__timers_maintain(void *ud, unsigned w);
+int64_t arbor__timers_deadline(void *ud, unsigned w);
 
 /* name.c */
 int arbor__name_make(const struct arbor__name *parent, const char *seg,

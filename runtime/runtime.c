@@ -18,8 +18,35 @@
 #define DEFAULT_STACK_CACHE 256
 #define MAX_STACK_CACHE 65536
 
-/* Runtime tags, 1..255 in turn; 0 is never a tag, so 0 is never a pid. */
+/* Live runtimes by tag, so that a pid alone finds its runtime (arbor_send()
+ * takes no runtime).  Tags are 1..255, 0 is never one (so 0 is never a pid),
+ * and a tag is taken by one live runtime at a time.  A slot is cleared when
+ * its runtime is destroyed; as for every call, none may race with that. */
+static arbor_rt *_Atomic runtimes[256];
 static _Atomic unsigned next_tag;
+
+static int take_tag(arbor_rt *rt)
+{
+  for (unsigned i = 0; i < 255; i++) {
+    unsigned tag = (atomic_fetch_add(&next_tag, 1) % 255) + 1;
+    arbor_rt *expect = NULL;
+
+    /* Acq_rel: pairs with the acquire in arbor__rt_of_pid(). */
+    if (atomic_compare_exchange_strong_explicit(&runtimes[tag], &expect, rt,
+                                                memory_order_acq_rel,
+                                                memory_order_relaxed)) {
+      rt->tag = (uint8_t)tag;
+      return 0;
+    }
+  }
+  return ARBOR_EAGAIN; /* 255 runtimes alive at once */
+}
+
+arbor_rt *arbor__rt_of_pid(arbor_pid pid)
+{
+  return atomic_load_explicit(&runtimes[arbor__pid_tag(pid)],
+                              memory_order_acquire);
+}
 
 static int validate(const arbor_rt_opts *o, unsigned *workers)
 {
@@ -48,6 +75,7 @@ static int validate(const arbor_rt_opts *o, unsigned *workers)
 int arbor_rt_create(arbor_rt **out, const arbor_rt_opts *opts)
 {
   static const arbor_rt_opts defaults = {0};
+  struct arbor__sched_hooks hooks;
   struct arbor__sched_opts so;
   unsigned workers;
   arbor_rt *rt;
@@ -64,7 +92,6 @@ int arbor_rt_create(arbor_rt **out, const arbor_rt_opts *opts)
   if (rt == NULL)
     return ARBOR_ENOMEM;
   memset(rt, 0, sizeof(*rt));
-  rt->tag = (uint8_t)(atomic_fetch_add(&next_tag, 1) % 255 + 1);
   rt->nworkers = workers;
   rt->local = aligned_alloc(64, workers * sizeof(*rt->local));
   if (rt->local == NULL) {
@@ -88,6 +115,10 @@ int arbor_rt_create(arbor_rt **out, const arbor_rt_opts *opts)
     pthread_condattr_destroy(&ca);
   }
 
+  arbor__registry_init(rt);
+  arbor__timers_init(rt);
+  hooks = arbor__proc_hooks;
+  hooks.ud = rt;
   so = (struct arbor__sched_opts){
       .workers = workers,
       .stack_size = opts->stack_size,
@@ -96,9 +127,12 @@ int arbor_rt_create(arbor_rt **out, const arbor_rt_opts *opts)
                                             : DEFAULT_STACK_CACHE,
       .seed = opts->seed,
   };
-  err = arbor__sched_init(&rt->sched, &so, &arbor__proc_hooks);
+  err = arbor__sched_init(&rt->sched, &so, &hooks);
   if (err < 0)
     goto fail_sched;
+  err = take_tag(rt);
+  if (err < 0)
+    goto fail_tag;
   err = arbor__sched_start(&rt->sched);
   if (err < 0)
     goto fail_start;
@@ -106,8 +140,12 @@ int arbor_rt_create(arbor_rt **out, const arbor_rt_opts *opts)
   return 0;
 
 fail_start:
+  atomic_store(&runtimes[rt->tag], NULL);
+fail_tag:
   arbor__sched_fini(&rt->sched);
 fail_sched:
+  arbor__timers_fini(rt);
+  arbor__registry_fini(rt);
   pthread_cond_destroy(&rt->join_cv);
   pthread_mutex_destroy(&rt->join_lock);
   pthread_cond_destroy(&rt->life_cv);
@@ -154,8 +192,22 @@ void arbor_rt_destroy(arbor_rt *rt)
   if (rt == NULL || arbor__sched_self() == &rt->sched)
     return;
   (void)arbor_rt_shutdown(rt);
+  atomic_store_explicit(&runtimes[rt->tag], NULL, memory_order_release);
   arbor__sched_fini(&rt->sched);
   arbor__proc_table_fini(rt);
+  arbor__timers_fini(rt);
+  arbor__registry_fini(rt);
+  for (unsigned w = 0; w < rt->nworkers; w++) {
+    struct arbor__env *e = rt->local[w].envs;
+
+    while (e != NULL) {
+      struct arbor__env *next =
+          atomic_load_explicit(&e->next, memory_order_relaxed);
+
+      free(e);
+      e = next;
+    }
+  }
   pthread_cond_destroy(&rt->join_cv);
   pthread_mutex_destroy(&rt->join_lock);
   pthread_cond_destroy(&rt->life_cv);
@@ -196,6 +248,7 @@ int arbor_rt_stats(const arbor_rt *rt, arbor_worker_stats *out, unsigned n)
         .injects = s.injects,
         .parks = s.parks,
         .lifo = s.lifo,
+        .timers = s.timers,
     };
   }
   return (int)n;

@@ -171,21 +171,35 @@ void arbor__sched_submit(struct arbor__sched *s, struct arbor__task *t)
 
 bool arbor__sched_wake(struct arbor__sched *s, struct arbor__task *t)
 {
-  /* Acq_rel: the release publishes what the waker did before waking (the
-   * task's next run acquires it through the state word or the queue); the
-   * acquire pairs with the release CAS to WAITING in run(), so the waker
-   * that moves the task on sees its stack as it was left. */
-  uint32_t prev = atomic_fetch_or_explicit(&t->state, ARBOR__TASK_NOTIFIED,
-                                           memory_order_acq_rel);
+  uint32_t st = ARBOR__TASK_WAITING;
 
-  if (prev != ARBOR__TASK_WAITING)
+  /* The common case, one CAS: the task is parked, and we move it out.
+   * Acquire: pairs with the release CAS to WAITING in run(), so we (and,
+   * through the run queue, whoever runs it next) see its stack as it was
+   * left. */
+  if (atomic_compare_exchange_strong_explicit(&t->state, &st,
+                                              ARBOR__TASK_RUNNABLE,
+                                              memory_order_acq_rel,
+                                              memory_order_acquire)) {
+    enqueue(s, t);
+    return true;
+  }
+  /* Not parked yet (still running, or between its switch away and the
+   * park): leave NOTIFIED, and the park will not happen.  If it parks
+   * between our CAS and this, fetch_or sees WAITING and we own the wake
+   * after all. */
+  st = atomic_fetch_or_explicit(&t->state, ARBOR__TASK_NOTIFIED,
+                                memory_order_acq_rel);
+  if (st != ARBOR__TASK_WAITING)
     return false; /* running, runnable, done, or already being woken */
-  /* We own the transition out of WAITING; an RMW keeps the release
-   * sequence intact. */
-  atomic_exchange_explicit(&t->state, ARBOR__TASK_RUNNABLE,
-                           memory_order_release);
+  atomic_store_explicit(&t->state, ARBOR__TASK_RUNNABLE, memory_order_relaxed);
   enqueue(s, t);
   return true;
+}
+
+void arbor__sched_poke(struct arbor__sched *s, unsigned w)
+{
+  arbor__unpark(s->workers[w]);
 }
 
 void arbor__sched_stats(const struct arbor__sched *s, unsigned i,
@@ -199,4 +213,5 @@ void arbor__sched_stats(const struct arbor__sched *s, unsigned i,
   out->injects = atomic_load_explicit(&w->n_injects, memory_order_relaxed);
   out->parks = atomic_load_explicit(&w->n_parks, memory_order_relaxed);
   out->lifo = atomic_load_explicit(&w->n_lifo, memory_order_relaxed);
+  out->timers = atomic_load_explicit(&w->n_timers, memory_order_relaxed);
 }

@@ -82,6 +82,7 @@ struct arbor__task {
   uint8_t reason;            /* enum arbor__switch_reason, set by the task */
   uint8_t started;           /* the context has been made */
   uint16_t budget;           /* runtime calls left before a forced yield */
+  uint16_t worker;           /* index of the worker running it (while it runs) */
   struct arbor__task *next;  /* link in the injection queue */
 };
 
@@ -101,8 +102,11 @@ struct arbor__sched_hooks {
   /* A stack overflow was detected at a switch (slab canary or stack pointer
    * below the stack): describe the task on stderr; the program then aborts. */
   void (*overflow)(struct arbor__task *t);
+  /* Fire worker w's due timers; returns how many fired.  Called every few
+   * ticks and before the worker parks.  May be NULL. */
+  size_t (*maintain)(void *ud, unsigned w);
   /* Absolute CLOCK_MONOTONIC deadline in ns of worker w's next timer, or -1.
-   * May be NULL. */
+   * Called right before the worker parks.  May be NULL. */
   int64_t (*next_deadline)(void *ud, unsigned w);
   void *ud;
 };
@@ -170,8 +174,19 @@ void arbor__sched_submit(struct arbor__sched *s, struct arbor__task *t);
 
 /* Wake a task that is (or is about to be) blocked.  Safe on a task in any
  * state and from any thread; see the state machine above.  Returns true if
- * this call moved the task out of WAITING. */
+ * this call moved the task out of WAITING.
+ *
+ * Contract with callers: a wake is a hint that the task's wait condition
+ * may have changed, and the task re-checks its condition after every
+ * return from arbor__sched_block().  The condition itself must be published
+ * through its own synchronisation (runtime/ uses a SeqCst handshake on the
+ * process's `waiting` word), so a NOTIFIED bit set on a task that has not
+ * run yet may be dropped when it starts: it has yet to check anything. */
 bool arbor__sched_wake(struct arbor__sched *s, struct arbor__task *t);
+
+/* Make worker w look at its hooks soon: wake it if it sleeps, or make its
+ * next park return at once. */
+void arbor__sched_poke(struct arbor__sched *s, unsigned w);
 
 /* From inside a task: go to the back of the run queue. */
 void arbor__sched_yield(void);
@@ -190,7 +205,7 @@ int arbor__sched_worker_index(void);
 
 /* Counters of worker i (see arbor_worker_stats in arbor.h). */
 struct arbor__worker_stats {
-  uint64_t runs, spawns, steals, injects, parks, lifo;
+  uint64_t runs, spawns, steals, injects, parks, lifo, timers;
 };
 void arbor__sched_stats(const struct arbor__sched *s, unsigned i,
                         struct arbor__worker_stats *out);

@@ -63,11 +63,32 @@ static _Noreturn void task_entry(void *arg)
   arbor__panic(__FILE__, __LINE__, "a task's main returned");
 }
 
+/* Fire due timers; true if any fired (they may have made tasks runnable). */
+static bool maintain(struct arbor__worker *w)
+{
+  struct arbor__sched *s = w->sched;
+  size_t n;
+
+  if (s->hooks.maintain == NULL)
+    return false;
+  n = s->hooks.maintain(s->hooks.ud, w->index);
+  if (n == 0)
+    return false;
+  atomic_store_explicit(
+      &w->n_timers,
+      atomic_load_explicit(&w->n_timers, memory_order_relaxed) + n,
+      memory_order_relaxed);
+  return true;
+}
+
 static struct arbor__task *find_local(struct arbor__worker *w)
 {
   struct arbor__task *t;
 
   if (++w->tick % ARBOR__GLOBAL_INTERVAL == 0) {
+    /* The same interval as Tokio's event_interval: timers are checked
+     * between runs, not only when the worker is idle. */
+    maintain(w);
     t = arbor__inject_pop_one(w);
     if (t != NULL) {
       w->lifo_runs = 0;
@@ -146,11 +167,12 @@ static void run(struct arbor__worker *w, struct arbor__task *t)
   uint32_t expect;
 
   arbor__count(&w->n_runs);
-  /* Acquire: pairs with the release RMW of whoever made it runnable (the
-   * waker, or this very function on the previous run), so its stack and
-   * everything published before the wake are visible here. */
-  atomic_exchange_explicit(&t->state, ARBOR__TASK_RUNNING,
-                           memory_order_acquire);
+  /* A plain store: the run queue (or this thread, for the LIFO slot)
+   * already ordered the task's stack before us, and a NOTIFIED bit it
+   * drops is one the task makes moot by checking its condition when it
+   * runs (see arbor__sched_wake()). */
+  atomic_store_explicit(&t->state, ARBOR__TASK_RUNNING, memory_order_relaxed);
+  t->worker = (uint16_t)w->index;
   if (arbor__unlikely(!t->started)) {
     int err = arbor__stack_alloc(&s->stacks, &w->stack_cache, t->stack_size,
                                  &t->stack);
@@ -177,9 +199,8 @@ static void run(struct arbor__worker *w, struct arbor__task *t)
     if (arbor__unlikely(
             !arbor__stack_check(&t->stack, arbor__ctx_saved_sp(&t->ctx))))
       overflowed(w, t);
-    /* Release: pairs with the acquire exchange at the next run. */
-    atomic_exchange_explicit(&t->state, ARBOR__TASK_RUNNABLE,
-                             memory_order_release);
+    atomic_store_explicit(&t->state, ARBOR__TASK_RUNNABLE,
+                          memory_order_relaxed);
     arbor__runq_push_sp(w, t);
     break;
   case ARBOR__SWITCH_BLOCK:
@@ -195,8 +216,8 @@ static void run(struct arbor__worker *w, struct arbor__task *t)
                                                 memory_order_acquire))
       break;
     /* A wake arrived while it was still running: do not park it. */
-    atomic_exchange_explicit(&t->state, ARBOR__TASK_RUNNABLE,
-                             memory_order_release);
+    atomic_store_explicit(&t->state, ARBOR__TASK_RUNNABLE,
+                          memory_order_relaxed);
     arbor__runq_push_sp(w, t);
     break;
   case ARBOR__SWITCH_EXIT:
@@ -242,6 +263,9 @@ void *arbor__worker_main(void *arg)
       run(w, t);
       continue;
     }
+    /* Timers due now may make work; look again before sleeping. */
+    if (maintain(w))
+      continue;
     /* Nothing anywhere: sleep.  The last searcher to give up re-checks
      * every queue, closing the race with a push that saw it searching. */
     if (arbor__idle_to_parked(w) && arbor__sched_has_work(s))

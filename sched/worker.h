@@ -29,6 +29,7 @@ struct arbor__worker {
   struct arbor__stack_cache stack_cache;
   /* Counters: written by the owner with relaxed stores, read by anyone. */
   _Atomic uint64_t n_runs, n_spawns, n_steals, n_injects, n_parks, n_lifo;
+  _Atomic uint64_t n_timers;
 
   /* The run queue: the owner enqueues; the owner and thieves dequeue. */
   alignas(64) ck_ring_t ring;

@@ -31,7 +31,11 @@ static void no_overflow(struct arbor__task *t)
   (void)t;
 }
 static const struct arbor__sched_hooks dummy_hooks = {
-    no_main, no_prestart, no_exited, no_overflow, NULL, NULL};
+    .main = no_main,
+    .prestart = no_prestart,
+    .exited = no_exited,
+    .overflow = no_overflow,
+};
 
 static struct arbor__sched s;
 

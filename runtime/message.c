@@ -1,0 +1,338 @@
+/* runtime/message.c -- sending, receiving (plain, by tag, by predicate) and
+ * sleeping.
+ *
+ * Blocking.  A receiver that finds nothing stores `waiting` (SeqCst), then
+ * checks its mailbox, its kill word and its timer once more, and only then
+ * blocks; a sender pushes (SeqCst exchange) and then reads `waiting`; a
+ * killer sets `kill` and then swaps `waiting`.  Each side sees the other's
+ * write, so no wakeup is lost, and only the party that swaps `waiting` back
+ * to NONE wakes the process, so it is woken once.  The timer of a receive
+ * with a timeout is one more such party: a timer and a message racing for
+ * the same wait resolve to exactly one wake.
+ *
+ * Selective receive moves the messages it passes over, in order, to the
+ * process's private `saved` list; every receive looks there first, so
+ * messages from one sender are always taken in the order they were sent.
+ */
+#include <string.h>
+
+#include "runtime/rt.h"
+
+void arbor__monitor_fired(struct arbor__proc *p, uint64_t ref);
+
+struct matcher {
+  int kind; /* 0 any, 1 by tag, 2 by predicate */
+  uint32_t tag;
+  arbor_match_fn fn;
+  void *arg;
+};
+
+static void view(const struct arbor__env *e, arbor_msg *m)
+{
+  m->tag = e->tag;
+  m->reason = e->reason;
+  m->from = e->from;
+  m->ref = e->ref;
+  m->data = e->len > 0 ? e->data : NULL;
+  m->len = e->len;
+}
+
+static bool matches(const struct matcher *mt, const struct arbor__env *e)
+{
+  arbor_msg m;
+
+  switch (mt->kind) {
+  case 0:
+    return true;
+  case 1:
+    return e->tag == mt->tag;
+  default:
+    view(e, &m);
+    return mt->fn(&m, mt->arg) != 0;
+  }
+}
+
+/* The first matching message, from the saved list and then the queue; the
+ * ones passed over are appended to the saved list. */
+static struct arbor__env *take(struct arbor__proc *p, const struct matcher *mt)
+{
+  struct arbor__env *e, *prev = NULL;
+
+  for (e = p->saved; e != NULL;
+       prev = e, e = atomic_load_explicit(&e->next, memory_order_relaxed)) {
+    if (matches(mt, e)) {
+      struct arbor__env *next =
+          atomic_load_explicit(&e->next, memory_order_relaxed);
+
+      if (prev != NULL)
+        atomic_store_explicit(&prev->next, next, memory_order_relaxed);
+      else
+        p->saved = next;
+      if (p->saved_tail == e)
+        p->saved_tail = prev;
+      return e;
+    }
+  }
+  while ((e = arbor__mailbox_pop_sc(&p->mbox)) != NULL) {
+    if (matches(mt, e))
+      return e;
+    atomic_store_explicit(&e->next, NULL, memory_order_relaxed);
+    if (p->saved_tail != NULL)
+      atomic_store_explicit(&p->saved_tail->next, e, memory_order_relaxed);
+    else
+      p->saved = e;
+    p->saved_tail = e;
+  }
+  return NULL;
+}
+
+/* Spend one unit of the process's budget; yield when it is used up. */
+static void spend(struct arbor__proc *p)
+{
+  if (arbor__unlikely(--p->task.budget == 0)) {
+    arbor__sched_yield();
+    arbor__proc_checkpoint(p);
+  }
+}
+
+static bool stop_waiting(struct arbor__proc *p, uint32_t seq, bool msgs)
+{
+  /* A process running its defers is already ending: kills and shutdown no
+   * longer interrupt it, so a defer may still wait for messages. */
+  bool ending = atomic_load_explicit(&p->flags, memory_order_relaxed) &
+                ARBOR__P_EXITING;
+
+  return (msgs && !arbor__mailbox_quiet_sc(&p->mbox)) ||
+         (!ending &&
+          (atomic_load_explicit(&p->kill, memory_order_seq_cst) != 0 ||
+           atomic_load_explicit(&p->rt->shutting_down,
+                                memory_order_relaxed))) ||
+         atomic_load_explicit(&p->fired_seq, memory_order_acquire) == seq;
+}
+
+/* Block until woken (by a message if msgs, by the timer of wait `seq`, by a
+ * kill); returns at once, false, if one of those already happened. */
+static bool wait_once(struct arbor__proc *p, uint32_t seq, bool msgs)
+{
+  bool blocked = false;
+
+  /* SeqCst: the Dekker store (see the top of this file). */
+  atomic_store_explicit(&p->waiting, msgs ? ARBOR__WAIT_MSG : ARBOR__WAIT_TIMER,
+                        memory_order_seq_cst);
+  if (!stop_waiting(p, seq, msgs)) {
+    arbor__sched_block();
+    blocked = true;
+  }
+  /* Claim the wake if nobody did (a spurious return from block, or we did
+   * not block).  Usually the waker has swapped it already. */
+  if (atomic_load_explicit(&p->waiting, memory_order_relaxed) !=
+      ARBOR__WAIT_NONE)
+    atomic_exchange_explicit(&p->waiting, ARBOR__WAIT_NONE,
+                             memory_order_acq_rel);
+  arbor__proc_checkpoint(p);
+  return blocked;
+}
+
+static int recv_core(arbor_msg *msg, const struct matcher *mt,
+                     int64_t timeout_ms)
+{
+  struct arbor__proc *p = arbor__proc_current();
+  struct arbor__tentry *timer = NULL;
+  struct arbor__env *e;
+  unsigned spins = 0;
+  uint32_t seq;
+  int err = 0;
+
+  if (p == NULL)
+    return ARBOR_ENOTPROC;
+  if (msg == NULL)
+    return ARBOR_EINVAL;
+  arbor__proc_checkpoint(p);
+  if (p->current != NULL) {
+    arbor__env_free(p->rt, p->task.worker, p->current);
+    p->current = NULL;
+  }
+  seq = atomic_load_explicit(&p->wait_seq, memory_order_relaxed) + 1;
+  atomic_store_explicit(&p->wait_seq, seq, memory_order_relaxed);
+  for (;;) {
+    e = take(p, mt);
+    if (e != NULL)
+      break;
+    if (timeout_ms == 0 ||
+        atomic_load_explicit(&p->fired_seq, memory_order_acquire) == seq) {
+      err = ARBOR_ETIMEDOUT;
+      break;
+    }
+    if (timeout_ms > 0 && timer == NULL) {
+      timer = arbor__recv_timer_arm(
+          p, seq, arbor__now_ms() + 1 + (uint64_t)timeout_ms);
+      if (timer == NULL) {
+        err = ARBOR_ENOMEM;
+        break;
+      }
+    }
+    if (wait_once(p, seq, true)) {
+      spins = 0;
+    } else if (++spins > 64) {
+      /* A sender was switched out between its two steps of a push: the
+       * mailbox is not empty, yet nothing can be taken.  Let it run. */
+      arbor__sched_yield();
+      spins = 0;
+    }
+  }
+  if (timer != NULL)
+    arbor__recv_timer_disarm(p, timer);
+  if (err != 0)
+    return err;
+  p->current = e;
+  view(e, msg);
+  if (e->tag == ARBOR_TAG_DOWN)
+    arbor__monitor_fired(p, e->ref);
+  spend(p);
+  return 0;
+}
+
+int arbor_recv(arbor_msg *msg, int64_t timeout_ms)
+{
+  struct matcher mt = {0, 0, NULL, NULL};
+
+  return recv_core(msg, &mt, timeout_ms);
+}
+
+int arbor_recv_tag(arbor_msg *msg, uint32_t tag, int64_t timeout_ms)
+{
+  struct matcher mt = {1, tag, NULL, NULL};
+
+  return recv_core(msg, &mt, timeout_ms);
+}
+
+int arbor_recv_match(arbor_msg *msg, arbor_match_fn match, void *arg,
+                     int64_t timeout_ms)
+{
+  struct matcher mt = {2, 0, match, arg};
+
+  if (match == NULL)
+    return arbor__proc_current() != NULL ? ARBOR_EINVAL : ARBOR_ENOTPROC;
+  return recv_core(msg, &mt, timeout_ms);
+}
+
+int arbor_sleep(int64_t ms)
+{
+  struct arbor__proc *p = arbor__proc_current();
+  struct arbor__tentry *timer;
+  uint32_t seq;
+
+  if (p == NULL)
+    return ARBOR_ENOTPROC;
+  if (ms < 0)
+    return ARBOR_EINVAL;
+  arbor__proc_checkpoint(p);
+  if (ms == 0)
+    return arbor_yield();
+  seq = atomic_load_explicit(&p->wait_seq, memory_order_relaxed) + 1;
+  atomic_store_explicit(&p->wait_seq, seq, memory_order_relaxed);
+  timer = arbor__recv_timer_arm(p, seq, arbor__now_ms() + 1 + (uint64_t)ms);
+  if (timer == NULL)
+    return ARBOR_ENOMEM;
+  while (atomic_load_explicit(&p->fired_seq, memory_order_acquire) != seq)
+    wait_once(p, seq, false);
+  arbor__recv_timer_disarm(p, timer);
+  return 0;
+}
+
+/* ---- sending ------------------------------------------------------------------ */
+
+static int check_send(arbor_pid to, uint32_t tag, const void *data,
+                      size_t len, arbor_rt **rt)
+{
+  if (to == 0 || tag >= ARBOR_TAG_SYSTEM || (data == NULL && len > 0) ||
+      len > ARBOR_MSG_MAX)
+    return ARBOR_EINVAL;
+  *rt = arbor__rt_of_pid(to);
+  return *rt != NULL ? 0 : ARBOR_ESRCH;
+}
+
+/* Hand e to `to`, or drop it if `to` has exited. */
+static void post(arbor_rt *rt, int w, arbor_pid to, struct arbor__env *e)
+{
+  struct arbor__proc *p;
+
+  if (arbor__proc_ref(rt, to, &p) != 0) {
+    arbor__env_free(rt, w, e);
+    atomic_fetch_add_explicit(&rt->dropped, 1, memory_order_relaxed);
+    return;
+  }
+  arbor__deliver(p, e);
+  /* Holding the reference across the push keeps the record from being
+   * recycled (and its mailbox drained) under us. */
+  arbor__proc_unref(p);
+}
+
+static void sent(struct arbor__proc *self)
+{
+  if (self != NULL)
+    spend(self);
+}
+
+int arbor_send(arbor_pid to, uint32_t tag, const void *data, size_t len)
+{
+  struct arbor__proc *self = arbor__proc_current();
+  struct arbor__env *e;
+  arbor_rt *rt;
+  int w, err;
+
+  err = check_send(to, tag, data, len, &rt);
+  if (err < 0)
+    return err;
+  if (self != NULL)
+    arbor__proc_checkpoint(self);
+  w = arbor__worker_of(rt, self);
+  e = arbor__env_new(rt, w, len);
+  if (e == NULL)
+    return ARBOR_ENOMEM;
+  if (len > 0)
+    memcpy(e->data, data, len);
+  e->tag = tag;
+  e->from =
+      self != NULL ? atomic_load_explicit(&self->pid, memory_order_relaxed) : 0;
+  post(rt, w, to, e);
+  sent(self);
+  return 0;
+}
+
+int arbor_send_owned(arbor_pid to, uint32_t tag, void *data, size_t len,
+                     void (*free_fn)(void *data))
+{
+  struct arbor__proc *self = arbor__proc_current();
+  struct arbor__env *e;
+  arbor_rt *rt;
+  int w, err;
+
+  err = check_send(to, tag, data, len, &rt);
+  if (err < 0)
+    return err;
+  if (data != NULL && free_fn == NULL)
+    return ARBOR_EINVAL;
+  if (self != NULL)
+    arbor__proc_checkpoint(self);
+  w = arbor__worker_of(rt, self);
+  e = arbor__env_new(rt, w, 0);
+  if (e == NULL)
+    return ARBOR_ENOMEM;
+  e->data = data;
+  e->len = len;
+  e->free_fn = data != NULL ? free_fn : NULL;
+  e->tag = tag;
+  e->from =
+      self != NULL ? atomic_load_explicit(&self->pid, memory_order_relaxed) : 0;
+  post(rt, w, to, e);
+  sent(self);
+  return 0;
+}
+
+int64_t arbor_rt_dropped(const arbor_rt *rt)
+{
+  if (rt == NULL)
+    return ARBOR_EINVAL;
+  return atomic_load_explicit(&rt->dropped, memory_order_relaxed);
+}
