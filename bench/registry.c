@@ -8,6 +8,9 @@
 
 #include "bench/bench.h"
 
+extern const struct bench_workload bench_wl_skynet;
+extern const struct bench_workload bench_wl_ring;
+extern const struct bench_workload bench_wl_pingpong;
 extern const struct bench_workload bench_wl_spawn;
 extern const struct bench_workload bench_wl_switch;
 
@@ -15,6 +18,9 @@ extern const struct bench_workload bench_wl_switch;
  * go before spawn; restart and memory after switch). */
 /* clang-format off */
 const struct bench_workload *const bench_workloads[] = {
+    &bench_wl_skynet,
+    &bench_wl_ring,
+    &bench_wl_pingpong,
     &bench_wl_spawn,
     &bench_wl_switch,
 };

@@ -137,11 +137,16 @@ static void overflow(struct arbor__worker *w, struct arbor__task *t)
   arbor__inject_push(w->sched, first, t, n + 1);
 }
 
-void arbor__runq_push_sp(struct arbor__worker *w, struct arbor__task *t)
+void arbor__runq_push_quiet_sp(struct arbor__worker *w, struct arbor__task *t)
 {
   TSAN_RELEASE(t);
   if (arbor__unlikely(!ck_ring_enqueue_spmc(&w->ring, w->ring_buf, t)))
     overflow(w, t);
+}
+
+void arbor__runq_push_sp(struct arbor__worker *w, struct arbor__task *t)
+{
+  arbor__runq_push_quiet_sp(w, t);
   /* With one worker nobody else could take it. */
   if (w->sched->nworkers > 1)
     arbor__idle_notify(w->sched);

@@ -103,8 +103,15 @@ static struct arbor__task *find_local(struct arbor__worker *w)
       arbor__count(&w->n_lifo);
       return t;
     }
-    /* Three LIFO runs in a row: let the ring have its turn. */
-    arbor__runq_push_sp(w, t);
+    /* Three LIFO runs in a row: let the ring have its turn -- if it has
+     * anything.  This push is for fairness on this worker, not new work
+     * for others, so it wakes nobody: waking a sleeper here would cost a
+     * futex call every few hops of a message chain. */
+    if (!arbor__runq_has_work(w)) {
+      w->lifo_runs = 0;
+      return t;
+    }
+    arbor__runq_push_quiet_sp(w, t);
   }
   w->lifo_runs = 0;
   t = arbor__runq_pop_sp(w);

@@ -56,7 +56,10 @@ void arbor__inject_push(struct arbor__sched *s, struct arbor__task *first,
                         struct arbor__task *last, size_t n);
 struct arbor__task *arbor__inject_pop_batch(struct arbor__worker *w);
 struct arbor__task *arbor__inject_pop_one(struct arbor__worker *w);
+/* Push and, if other workers could help, wake one. */
 void arbor__runq_push_sp(struct arbor__worker *w, struct arbor__task *t);
+/* Push without waking anyone (the pusher will run it soon itself). */
+void arbor__runq_push_quiet_sp(struct arbor__worker *w, struct arbor__task *t);
 struct arbor__task *arbor__runq_pop_sp(struct arbor__worker *w);
 struct arbor__task *arbor__runq_steal_mc(struct arbor__worker *thief,
                                          struct arbor__worker *victim);
