@@ -9,7 +9,8 @@
  * of it plus the new task move to the injection queue in one locked batch
  * (Go's runqputslow, Tokio's push_overflow).
  *
- * Memory reclamation: the rings hold pointers to tasks, and tasks are owned
+ * Memory reclamation: the rings and the injection array hold pointers to
+ * tasks, and tasks are owned
  * by runtime/, which recycles a task only after it reached DONE on the
  * worker that ran it; a task in a ring is RUNNABLE, so no ring ever holds a
  * pointer to freed memory.  The ring buffers live inside the workers and are
@@ -18,6 +19,7 @@
 #include "sched/worker.h"
 
 #include <ck_pr.h>
+#include <stdlib.h>
 
 #if defined(ARBOR_HAVE_TSAN)
 #include <sanitizer/tsan_interface.h>
@@ -31,26 +33,53 @@
 #define TSAN_ACQUIRE(t) ((void)(t))
 #endif
 
-void arbor__inject_push(struct arbor__sched *s, struct arbor__task *first,
-                        struct arbor__task *last, size_t n)
+/* Under q->lock: make room for n more.  Out of memory here has no caller
+ * to report to (a worker making a process runnable): abort, as the
+ * scheduler loop does. */
+static void inject_reserve(struct arbor__inject *q, size_t len, size_t n)
+{
+  size_t cap = q->cap != 0 ? q->cap : 256;
+  struct arbor__task **buf;
+
+  while (cap < len + n)
+    cap *= 2;
+  if (cap == q->cap)
+    return;
+  buf = malloc(cap * sizeof(*buf));
+  arbor__assert(buf != NULL);
+  /* Unwrap the old contents to the front of the new array. */
+  for (size_t i = 0; i < len; i++)
+    buf[i] = q->buf[(q->head + i) & (q->cap - 1)];
+  free(q->buf);
+  q->buf = buf;
+  q->cap = cap;
+  q->head = 0;
+}
+
+void arbor__inject_push(struct arbor__sched *s, struct arbor__task *const *v,
+                        size_t n)
 {
   struct arbor__inject *q = &s->inject;
+  size_t len;
 
-  last->next = NULL;
   pthread_mutex_lock(&q->lock);
-  if (q->tail != NULL)
-    q->tail->next = first;
-  else
-    q->head = first;
-  q->tail = last;
+  len = atomic_load_explicit(&q->len, memory_order_relaxed);
+  inject_reserve(q, len, n);
+  for (size_t i = 0; i < n; i++)
+    q->buf[(q->head + len + i) & (q->cap - 1)] = v[i];
   /* Relaxed: len is only a hint for the lock-free empty check; the mutex
-   * orders the list itself.  Whoever pushed follows up with
+   * orders the array itself.  Whoever pushed follows up with
    * arbor__idle_notify(), whose fence orders this store before the read of
    * the idle state. */
-  atomic_store_explicit(&q->len,
-                        atomic_load_explicit(&q->len, memory_order_relaxed) + n,
-                        memory_order_relaxed);
+  atomic_store_explicit(&q->len, len + n, memory_order_relaxed);
   pthread_mutex_unlock(&q->lock);
+}
+
+void arbor__inject_fini(struct arbor__sched *s)
+{
+  free(s->inject.buf);
+  s->inject.buf = NULL;
+  s->inject.cap = 0;
 }
 
 /* Take up to `max` tasks: the first is returned, the rest go to w's ring.
@@ -59,7 +88,7 @@ void arbor__inject_push(struct arbor__sched *s, struct arbor__task *first,
 static struct arbor__task *inject_pop(struct arbor__worker *w, size_t max)
 {
   struct arbor__inject *q = &w->sched->inject;
-  struct arbor__task *first, *t;
+  struct arbor__task *first;
   size_t len, take, room;
 
   if (atomic_load_explicit(&q->len, memory_order_relaxed) == 0)
@@ -81,20 +110,16 @@ static struct arbor__task *inject_pop(struct arbor__worker *w, size_t max)
     take = room + 1;
   if (take > len)
     take = len;
-  first = q->head;
-  t = first->next;
+  first = q->buf[q->head];
   for (size_t i = 1; i < take; i++) {
-    struct arbor__task *next = t->next;
+    struct arbor__task *t = q->buf[(q->head + i) & (q->cap - 1)];
     bool ok;
 
     TSAN_RELEASE(t);
     ok = ck_ring_enqueue_spmc(&w->ring, w->ring_buf, t);
     arbor__assert(ok);
-    t = next;
   }
-  q->head = t;
-  if (t == NULL)
-    q->tail = NULL;
+  q->head = (q->head + take) & (q->cap - 1);
   atomic_store_explicit(&q->len, len - take, memory_order_relaxed);
   pthread_mutex_unlock(&q->lock);
   arbor__count(&w->n_injects);
@@ -114,27 +139,17 @@ struct arbor__task *arbor__inject_pop_one(struct arbor__worker *w)
 /* The ring is full: move its older half and t to the injection queue. */
 static void overflow(struct arbor__worker *w, struct arbor__task *t)
 {
-  struct arbor__task *first = NULL, *last = NULL;
+  struct arbor__task *batch[ARBOR__RING_SIZE / 2 + 1];
   size_t n = 0;
   void *p;
 
   while (n < ARBOR__RING_SIZE / 2 &&
          ck_ring_dequeue_spmc(&w->ring, w->ring_buf, &p)) {
-    struct arbor__task *o = p;
-
-    TSAN_ACQUIRE(o);
-    if (last != NULL)
-      last->next = o;
-    else
-      first = o;
-    last = o;
-    n++;
+    TSAN_ACQUIRE(p);
+    batch[n++] = p;
   }
-  if (last != NULL)
-    last->next = t;
-  else
-    first = t;
-  arbor__inject_push(w->sched, first, t, n + 1);
+  batch[n++] = t;
+  arbor__inject_push(w->sched, batch, n);
 }
 
 void arbor__runq_push_quiet_sp(struct arbor__worker *w, struct arbor__task *t)

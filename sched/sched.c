@@ -128,6 +128,7 @@ void arbor__sched_fini(struct arbor__sched *s)
   s->workers = NULL;
   s->threads = NULL;
   s->idle.sleepers = NULL;
+  arbor__inject_fini(s);
   pthread_mutex_destroy(&s->inject.lock);
   pthread_mutex_destroy(&s->idle.lock);
   arbor__stack_pool_fini(&s->stacks);
@@ -140,7 +141,6 @@ void arbor__task_init(struct arbor__task *t, size_t stack_size)
   t->reason = 0;
   t->started = 0;
   t->budget = ARBOR__BUDGET;
-  t->next = NULL;
   atomic_store_explicit(&t->state, ARBOR__TASK_RUNNABLE, memory_order_relaxed);
 }
 
@@ -160,7 +160,7 @@ static void enqueue(struct arbor__sched *s, struct arbor__task *t)
       arbor__runq_push_sp(w, prev);
     return;
   }
-  arbor__inject_push(s, t, t, 1);
+  arbor__inject_push(s, &t, 1);
   arbor__idle_notify(s);
 }
 

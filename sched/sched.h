@@ -83,7 +83,6 @@ struct arbor__task {
   uint8_t started;           /* the context has been made */
   uint16_t budget;           /* runtime calls left before a forced yield */
   uint16_t worker;           /* index of the worker running it (while it runs) */
-  struct arbor__task *next;  /* link in the injection queue */
 };
 
 /* What sched/ asks of runtime/. */
@@ -122,11 +121,14 @@ struct arbor__sched_opts {
 struct arbor__worker;   /* private to sched/ */
 
 /* Injection queue: processes made runnable from outside any worker, and the
- * overflow of full rings.  A mutex-protected intrusive FIFO with an atomic
- * length so that empty checks need no lock. */
+ * overflow of full rings.  A mutex-protected FIFO of task pointers in a
+ * growable circular array (not an intrusive list: moving a batch must not
+ * touch each task's cold memory), with an atomic length so that empty
+ * checks need no lock. */
 struct arbor__inject {
   pthread_mutex_t lock;
-  struct arbor__task *head, *tail; /* under lock */
+  struct arbor__task **buf; /* under lock: cap slots, a power of two */
+  size_t cap, head;         /* under lock */
   alignas(64) _Atomic size_t len;
 };
 

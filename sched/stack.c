@@ -65,7 +65,7 @@
 /* No slab beyond 1 GiB unless one stack needs it: with overcommit mode 2 the
  * kernel ignores MAP_NORESERVE and charges the whole slab at once. */
 #define SLAB_MAX_BYTES ((size_t)1024 * 1024 * 1024)
-#define POOL_GUARDED_CAP 1024 /* guarded stacks a pool keeps for reuse */
+#define POOL_GUARDED_CAP 16384 /* guarded stacks a pool keeps for reuse */
 #define MAP_COUNT_DEFAULT 65530
 /* VMAs left to the rest of the program: libraries, malloc arenas, thread
  * stacks, other users of mmap. */

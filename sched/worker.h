@@ -52,8 +52,9 @@ static inline void arbor__count(_Atomic uint64_t *c)
 }
 
 /* runq.c */
-void arbor__inject_push(struct arbor__sched *s, struct arbor__task *first,
-                        struct arbor__task *last, size_t n);
+void arbor__inject_push(struct arbor__sched *s, struct arbor__task *const *v,
+                        size_t n);
+void arbor__inject_fini(struct arbor__sched *s);
 struct arbor__task *arbor__inject_pop_batch(struct arbor__worker *w);
 struct arbor__task *arbor__inject_pop_one(struct arbor__worker *w);
 /* Push and, if other workers could help, wake one. */
