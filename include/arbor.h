@@ -46,7 +46,11 @@ extern "C" {
   XX(ENOTPROC, -4001, "must be called from inside a process")                  \
   XX(ESHUTDOWN, -4002, "runtime is shutting down")                             \
   XX(EEXIST, -EEXIST, "name already registered")                             \
-  XX(EOTHERRT, -4003, "process belongs to another runtime")
+  XX(EOTHERRT, -4003, "process belongs to another runtime")                   \
+  XX(ENOENT, -ENOENT, "no such child")                                         \
+  XX(EBUSY, -EBUSY, "child is running")                                        \
+  XX(EBADSPEC, -4004, "invalid supervisor or child spec")                      \
+  XX(ESTART, -4005, "a child failed to start")
 
 /** Error codes.  POSIX-meaning codes are -errno; the rest sit below -4000. */
 enum arbor_errno {
@@ -558,6 +562,289 @@ ARBOR_API int arbor_send_after(arbor_pid to, uint32_t tag, const void *data,
  * Any thread.
  */
 ARBOR_API int arbor_timer_cancel(arbor_timer timer);
+
+/* ------------------------------------------------------------------------
+ * Supervisors (Erlang/OTP's supervisor behaviour)
+ *
+ * A supervisor is a process that traps exits, starts its children in
+ * order, links to each, and restarts them by strategy and policy when they
+ * exit; more than `intensity` restarts within `period_ms` make it stop all
+ * its children (in reverse start order) and exit with
+ * ARBOR_REASON_SHUTDOWN, which its own supervisor sees as a child exit.
+ * Specs are plain data (write whole trees as static tables); a supervisor
+ * copies its spec when it starts.
+ * ------------------------------------------------------------------------ */
+
+enum arbor_strategy {
+  ARBOR_ONE_FOR_ONE = 0,  /**< restart only the child that exited */
+  ARBOR_ONE_FOR_ALL = 1,  /**< stop all others, restart all */
+  ARBOR_REST_FOR_ONE = 2, /**< stop and restart it and those started after */
+};
+
+enum arbor_restart {
+  ARBOR_PERMANENT = 0, /**< always restarted */
+  ARBOR_TRANSIENT = 1, /**< restarted after an abnormal exit only (normal
+                            and shutdown exits are normal) */
+  ARBOR_TEMPORARY = 2, /**< never restarted, and removed when it exits */
+};
+
+enum arbor_child_type {
+  ARBOR_WORKER = 0,
+  ARBOR_SUPERVISOR = 1,
+};
+
+enum arbor_auto_shutdown {
+  ARBOR_AUTO_NEVER = 0,           /**< significant children are not special */
+  ARBOR_AUTO_ANY_SIGNIFICANT = 1, /**< stop when any significant child has
+                                       exited and is not restarted */
+  ARBOR_AUTO_ALL_SIGNIFICANT = 2, /**< stop when all significant children
+                                       have exited and are not restarted */
+};
+
+/** Child shutdown: 0 (default: 5000 ms for workers, infinity for
+ * supervisors), a timeout in ms (> 0: send ARBOR_REASON_SHUTDOWN, wait, then
+ * kill), or one of these. */
+#define ARBOR_SHUTDOWN_DEFAULT 0
+#define ARBOR_SHUTDOWN_BRUTAL (-1)   /**< kill at once (ARBOR_REASON_KILL) */
+#define ARBOR_SHUTDOWN_INFINITY (-2) /**< send shutdown, wait as long as it takes */
+
+/** Longest child id, including the NUL. */
+#define ARBOR_ID_MAX 64
+
+typedef struct arbor_sup_spec arbor_sup_spec;
+
+/** One child of a supervisor. */
+typedef struct arbor_child_spec {
+  /** Unique within its supervisor; 1..ARBOR_ID_MAX-1 bytes. */
+  const char *id;
+  /** A worker's body.  It must call arbor_init_ack() once initialised (or
+   * to report that its init failed); its supervisor waits for that.  NULL
+   * for a supervisor child. */
+  arbor_fn start;
+  void *arg;
+  int restart;      /**< enum arbor_restart */
+  int shutdown_ms;  /**< see ARBOR_SHUTDOWN_DEFAULT */
+  int type;         /**< enum arbor_child_type */
+  int significant;  /**< counts for auto_shutdown (not with PERMANENT) */
+  /** ARBOR_SUPERVISOR children: the nested supervisor's spec. */
+  const arbor_sup_spec *sup;
+  size_t stack_size; /**< 0: the runtime's default */
+} arbor_child_spec;
+
+/** A supervisor.  Intensity and period: both 0 means OTP's default, one
+ * restart per 5000 ms; period_ms > 0 with intensity 0 means no restart is
+ * allowed at all; intensity > 0 with period_ms 0 takes period 5000 ms. */
+struct arbor_sup_spec {
+  const char *name;      /**< a name segment (see arbor_spawn_opts.name) */
+  int strategy;          /**< enum arbor_strategy */
+  int intensity;         /**< restarts allowed within period_ms; >= 0 */
+  int period_ms;         /**< >= 0 */
+  int auto_shutdown;     /**< enum arbor_auto_shutdown */
+  const arbor_child_spec *children; /**< started in this order */
+  size_t nchildren;
+  /** Nonzero: this supervisor owns a key-value store (arbor_store_*) that
+   * survives its children's restarts and its own restarts by its parent. */
+  int store;
+};
+
+/** What made arbor_sup_start() or arbor_sup_start_child() fail. */
+typedef struct arbor_sup_error {
+  /** ARBOR_EBADSPEC: which field of which spec; otherwise 0. */
+  const char *field;
+  /** The child at fault (index in its supervisor's children), or -1. */
+  long child;
+  /** ARBOR_ESTART: the id of the child whose start failed, and its
+   * reason (what it passed to arbor_init_ack() or exited with). */
+  char id[ARBOR_ID_MAX];
+  int reason;
+} arbor_sup_error;
+
+/** Start a supervisor tree, returning once every static child (and every
+ * nested supervisor's children) has acknowledged its init.  If a static
+ * child fails to start, the ones already started are stopped in reverse
+ * order, and the call fails with ARBOR_ESTART and the child's id and reason
+ * in *err.  Called from a process, the supervisor is linked to the caller;
+ * from any other thread, it is a root: wait for its exit with arbor_wait()
+ * (it is spawned joinable).
+ *
+ * @param rt   The runtime, or NULL for the calling process's.
+ * @param spec The tree; copied.
+ * @param[out] pid  The supervisor's pid; may be NULL.
+ * @param[out] err  Details of a failure; may be NULL.
+ * @return 0, ARBOR_EINVAL, ARBOR_EBADSPEC (nothing started), ARBOR_ESTART,
+ *         ARBOR_ENOMEM or ARBOR_ESHUTDOWN.
+ * @par Thread safety
+ * Any thread.
+ */
+ARBOR_API ARBOR_NODISCARD int arbor_sup_start(arbor_rt *rt,
+                                              const arbor_sup_spec *spec,
+                                              arbor_pid *pid,
+                                              arbor_sup_error *err);
+
+/** Called by a supervised worker once it is initialised (reason 0), or when
+ * its init failed (reason nonzero; the worker should then return it).  A
+ * no-op for a process that is not a supervised child waiting to start.
+ * @return 0 or ARBOR_ENOTPROC. */
+ARBOR_API int arbor_init_ack(int reason);
+
+/** Stop a supervisor tree in order (children in reverse start order, depth
+ * first, each under its shutdown spec) and wait until the supervisor has
+ * exited.
+ * @return 0, ARBOR_EINVAL, ARBOR_ESRCH (not alive) or ARBOR_ETIMEDOUT (still
+ *         stopping; timeout_ms < 0 waits forever).
+ * @par Thread safety
+ * Any thread, inside or outside a process. */
+ARBOR_API int arbor_sup_stop(arbor_pid sup, int64_t timeout_ms);
+
+/** Start a dynamic child, waiting for its init.
+ * @return 0, ARBOR_EBADSPEC, ARBOR_EEXIST (duplicate id), ARBOR_ESTART,
+ *         ARBOR_ESRCH (no such supervisor) or ARBOR_ENOMEM. */
+ARBOR_API int arbor_sup_start_child(arbor_pid sup,
+                                    const arbor_child_spec *spec,
+                                    arbor_pid *child, arbor_sup_error *err);
+
+/** Stop a child under its shutdown spec; its spec is kept (unless it is
+ * temporary), so it can be restarted.  Not counted as a restart or failure.
+ * @return 0, ARBOR_ENOENT (no such id) or ARBOR_ESRCH. */
+ARBOR_API int arbor_sup_terminate_child(arbor_pid sup, const char *id);
+
+/** Start again a child that was terminated.
+ * @return 0, ARBOR_EBUSY (it is running), ARBOR_ENOENT, ARBOR_ESTART or
+ *         ARBOR_ESRCH. */
+ARBOR_API int arbor_sup_restart_child(arbor_pid sup, const char *id,
+                                      arbor_pid *child);
+
+/** Forget a terminated child's spec.
+ * @return 0, ARBOR_EBUSY (it is running), ARBOR_ENOENT or ARBOR_ESRCH. */
+ARBOR_API int arbor_sup_delete_child(arbor_pid sup, const char *id);
+
+/** A child's state in arbor_child_info. */
+enum arbor_child_state {
+  ARBOR_CHILD_RUNNING = 0,
+  ARBOR_CHILD_RESTARTING = 1, /**< exited; its restart is pending */
+  ARBOR_CHILD_UNDEFINED = 2,  /**< terminated, or not restarted */
+};
+
+typedef struct arbor_child_info {
+  char id[ARBOR_ID_MAX];
+  arbor_pid pid; /**< 0 unless running */
+  int state;     /**< enum arbor_child_state */
+  int type, restart, shutdown_ms, significant;
+  uint64_t restarts; /**< times this child was restarted */
+} arbor_child_info;
+
+/** List a supervisor's children in start order: fills up to cap entries.
+ * @return The number of children (may exceed cap), ARBOR_EINVAL or
+ *         ARBOR_ESRCH. */
+ARBOR_API int arbor_sup_which_children(arbor_pid sup, arbor_child_info *out,
+                                       size_t cap);
+
+typedef struct arbor_child_counts {
+  int specs, active, supervisors, workers;
+} arbor_child_counts;
+
+/** Count a supervisor's children (as OTP's count_children).
+ * @return 0, ARBOR_EINVAL or ARBOR_ESRCH. */
+ARBOR_API int arbor_sup_count_children(arbor_pid sup,
+                                       arbor_child_counts *out);
+
+/** Describe one child.  @return 0, ARBOR_ENOENT, ARBOR_EINVAL or
+ * ARBOR_ESRCH. */
+ARBOR_API int arbor_sup_get_childspec(arbor_pid sup, const char *id,
+                                      arbor_child_info *out);
+
+/* ---- The shared store (ash_flare's stateful supervisor) ----------------
+ * A key-value store owned by a supervisor (spec.store != 0).  Processes
+ * reach the store of their nearest supervisor that has one by passing
+ * sup = 0; any thread can name a supervisor explicitly.  Keys are strings
+ * of 1..ARBOR_ID_MAX-1 bytes, values are byte strings copied in and out.
+ * Every call is safe from any number of processes and threads at once.
+ * Inside an update callback the store is locked for that key's shard: the
+ * callback must not call any arbor_store_* function, send, receive, yield
+ * or block. */
+
+/** Copy the value of @p key into buf (up to cap bytes).
+ * @return The value's full length, ARBOR_ENOENT (no such key),
+ *         ARBOR_EINVAL, or ARBOR_ESRCH (no store). */
+ARBOR_API int64_t arbor_store_get(arbor_pid sup, const char *key, void *buf,
+                                  size_t cap);
+/** Set @p key to a copy of val[0..len).
+ * @return 0, ARBOR_EINVAL, ARBOR_ENOMEM or ARBOR_ESRCH. */
+ARBOR_API int arbor_store_set(arbor_pid sup, const char *key, const void *val,
+                              size_t len);
+/** Remove @p key.  @return 0, ARBOR_ENOENT, ARBOR_EINVAL or ARBOR_ESRCH. */
+ARBOR_API int arbor_store_delete(arbor_pid sup, const char *key);
+/** Atomically update @p key: fn(val, &len, cap, arg) sees the current value
+ * (len 0 and exists 0 if absent) in a buffer of cap bytes and may change it
+ * in place; it returns 1 to store the result, 0 to leave the key as it was,
+ * -1 to delete it.
+ * @return 0, ARBOR_EINVAL, ARBOR_ENOMEM or ARBOR_ESRCH. */
+ARBOR_API int arbor_store_update(arbor_pid sup, const char *key, size_t cap,
+                                 int (*fn)(void *val, size_t *len, int exists,
+                                           void *arg),
+                                 void *arg);
+/** The number of keys.  @return It, or ARBOR_ESRCH. */
+ARBOR_API int64_t arbor_store_size(arbor_pid sup);
+
+/* ---- Events and introspection ------------------------------------------ */
+
+enum arbor_event_kind {
+  ARBOR_EV_CHILD_STARTED = 0,
+  ARBOR_EV_CHILD_EXITED = 1,
+  ARBOR_EV_CHILD_RESTARTED = 2,
+  ARBOR_EV_START_FAILED = 3,
+  ARBOR_EV_INTENSITY_EXCEEDED = 4,
+  ARBOR_EV_SHUTDOWN_BEGUN = 5,
+  ARBOR_EV_SHUTDOWN_FINISHED = 6,
+};
+
+enum arbor_event_level {
+  ARBOR_LEVEL_DEBUG = 0, /**< child started */
+  ARBOR_LEVEL_INFO = 1,  /**< normal exits, restarts, shutdown */
+  ARBOR_LEVEL_WARN = 2,  /**< abnormal exits, start failures */
+  ARBOR_LEVEL_ERROR = 3, /**< intensity exceeded */
+};
+
+/** One supervision event.  The strings are valid during the sink call. */
+typedef struct arbor_event {
+  int64_t time_ns;        /**< CLOCK_REALTIME */
+  int kind;               /**< enum arbor_event_kind */
+  int level;              /**< enum arbor_event_level */
+  const char *sup_name;   /**< the supervisor's dotted name */
+  arbor_pid sup;
+  const char *child_id;   /**< "" for supervisor-wide events */
+  arbor_pid child;        /**< 0 if none */
+  int reason;             /**< exit or failure reason */
+  uint64_t restarts;      /**< the child's restart count */
+} arbor_event;
+
+/** An event sink: called on the supervisor's worker; must not block. */
+typedef void (*arbor_event_sink)(const arbor_event *ev, void *ud);
+
+/** Route @p rt's supervision events to sink(ev, ud) for events at or above
+ * @p level.  NULL sink: the default, logfmt lines on stderr at WARN.
+ * @return 0 or ARBOR_EINVAL. */
+ARBOR_API int arbor_rt_set_event_sink(arbor_rt *rt, arbor_event_sink sink,
+                                      void *ud, int level);
+
+/** Built-in sinks: one logfmt line (time=... sup=... event=...) or one JSON
+ * object per line, written to ud (a FILE *; NULL: stderr). */
+ARBOR_API void arbor_event_sink_logfmt(const arbor_event *ev, void *ud);
+ARBOR_API void arbor_event_sink_jsonl(const arbor_event *ev, void *ud);
+
+/** Names for the enums, for logs: "child_started", "permanent", ... */
+ARBOR_API const char *arbor_event_name(int kind);
+
+enum arbor_dump_format {
+  ARBOR_DUMP_TEXT = 0, /**< an indented tree, like `tree` */
+  ARBOR_DUMP_DOT = 1,  /**< Graphviz */
+};
+
+/** Write the running tree under @p sup (pids, states, restart counts) into
+ * buf (NUL-terminated, truncated to cap-1).
+ * @return The full length, ARBOR_EINVAL or ARBOR_ESRCH. */
+ARBOR_API int64_t arbor_sup_dump(arbor_pid sup, int format, char *buf,
+                                 size_t cap);
 
 #ifdef __cplusplus
 }

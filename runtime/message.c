@@ -274,16 +274,38 @@ static void sent(struct arbor__proc *self)
     spend(self);
 }
 
+static int send_copy(arbor_pid to, uint32_t tag, const void *data, size_t len,
+                     arbor_rt *rt);
+
 int arbor_send(arbor_pid to, uint32_t tag, const void *data, size_t len)
+{
+  arbor_rt *rt;
+  int err = check_send(to, tag, data, len, &rt);
+
+  if (err < 0)
+    return err;
+  return send_copy(to, tag, data, len, rt);
+}
+
+int arbor__send_sys(arbor_pid to, uint32_t tag, const void *data, size_t len)
+{
+  arbor_rt *rt;
+
+  if (to == 0 || (data == NULL && len > 0) || len > ARBOR_MSG_MAX)
+    return ARBOR_EINVAL;
+  rt = arbor__rt_of_pid(to);
+  if (rt == NULL)
+    return ARBOR_ESRCH;
+  return send_copy(to, tag, data, len, rt);
+}
+
+static int send_copy(arbor_pid to, uint32_t tag, const void *data, size_t len,
+                     arbor_rt *rt)
 {
   struct arbor__proc *self = arbor__proc_current();
   struct arbor__env *e;
-  arbor_rt *rt;
-  int w, err;
+  int w;
 
-  err = check_send(to, tag, data, len, &rt);
-  if (err < 0)
-    return err;
   if (self != NULL)
     arbor__proc_checkpoint(self);
   w = arbor__worker_of(rt, self);

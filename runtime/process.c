@@ -322,6 +322,12 @@ const struct arbor__sched_hooks arbor__proc_hooks = {
 int arbor_spawn(arbor_rt *rt, arbor_pid *pid_out, arbor_fn fn, void *arg,
                 const arbor_spawn_opts *opts)
 {
+  return arbor__spawn_ex(rt, pid_out, fn, arg, opts, 0);
+}
+
+int arbor__spawn_ex(arbor_rt *rt, arbor_pid *pid_out, arbor_fn fn, void *arg,
+                    const arbor_spawn_opts *opts, arbor_pid sup)
+{
   static const arbor_spawn_opts defaults = {0};
   struct arbor__proc *self = arbor__proc_current();
   struct arbor__name *name = NULL;
@@ -392,6 +398,9 @@ int arbor_spawn(arbor_rt *rt, arbor_pid *pid_out, arbor_fn fn, void *arg,
   p->dead = 0;
   p->links.n = p->monitors.n = p->watching.n = 0;
   p->regname = NULL;
+  p->sup = sup;
+  p->store = NULL;
+  p->sup_state = NULL;
   arbor__task_init(&p->task, stack);
   pid = arbor__pid_make(rt->tag, p->gen, p->index);
   if (opts->flags & (ARBOR_SPAWN_LINK | ARBOR_SPAWN_MONITOR)) {

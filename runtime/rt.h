@@ -72,6 +72,8 @@ struct arbor__mailbox {
   struct arbor__env stub;
 };
 
+struct arbor__store; /* sup_store.c */
+
 struct arbor__link_set {
   arbor_pid *pids;
   uint32_t n, cap;
@@ -155,6 +157,13 @@ struct arbor__proc {
   struct arbor__mon_set monitors; /* who monitors this process */
   struct arbor__mon_set watching; /* whom this process monitors (owner) */
   char *regname;
+
+  /* Supervision (supervisor.c): the supervisor that started this process
+   * (0 if none), set before it can run; for a supervisor process, its
+   * store (a counted reference) and its private state. */
+  arbor_pid sup;
+  struct arbor__store *store;
+  void *sup_state;
 };
 
 #define ARBOR__KILLED_BIT ((uint64_t)1 << 32)
@@ -206,6 +215,12 @@ struct arbor_rt {
   pthread_mutex_t reg_lock;
   struct arbor__regent **reg;
   size_t nreg, capreg;
+
+  /* Supervision events (sup_event.c): the sink, under event_lock. */
+  pthread_mutex_t event_lock;
+  arbor_event_sink event_sink;
+  void *event_ud;
+  int event_level;
 
   /* Timers: entries live in chunks, like process records. */
   struct arbor__tentry *_Atomic tchunks[ARBOR__NCHUNKS];
@@ -278,6 +293,12 @@ static inline void arbor__proc_unlock(struct arbor__proc *p)
 {
   atomic_store_explicit(&p->lock, 0, memory_order_release);
 }
+
+/* Spawn with the supervisor field set before the child can run. */
+int arbor__spawn_ex(arbor_rt *rt, arbor_pid *pid, arbor_fn fn, void *arg,
+                    const arbor_spawn_opts *opts, arbor_pid sup);
+/* arbor_send() without the check that refuses the runtime's own tags. */
+int arbor__send_sys(arbor_pid to, uint32_t tag, const void *data, size_t len);
 
 /* mailbox.c */
 void arbor__mailbox_init(struct arbor__mailbox *mb);

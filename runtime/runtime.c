@@ -117,6 +117,8 @@ int arbor_rt_create(arbor_rt **out, const arbor_rt_opts *opts)
 
   arbor__registry_init(rt);
   arbor__timers_init(rt);
+  pthread_mutex_init(&rt->event_lock, NULL);
+  rt->event_level = ARBOR_LEVEL_WARN;
   hooks = arbor__proc_hooks;
   hooks.ud = rt;
   so = (struct arbor__sched_opts){
@@ -144,6 +146,7 @@ fail_start:
 fail_tag:
   arbor__sched_fini(&rt->sched);
 fail_sched:
+  pthread_mutex_destroy(&rt->event_lock);
   arbor__timers_fini(rt);
   arbor__registry_fini(rt);
   pthread_cond_destroy(&rt->join_cv);
@@ -197,6 +200,7 @@ void arbor_rt_destroy(arbor_rt *rt)
   arbor__proc_table_fini(rt);
   arbor__timers_fini(rt);
   arbor__registry_fini(rt);
+  pthread_mutex_destroy(&rt->event_lock);
   for (unsigned w = 0; w < rt->nworkers; w++) {
     struct arbor__env *e = rt->local[w].envs;
 
