@@ -10,10 +10,12 @@
  *   stealing half of a random victim's ring, a few rounds, spinning briefly;
  *   parking until woken or until the next timer deadline.
  *
- * A task switches back to the worker's own stack for every yield, block
- * and exit, and the worker publishes the new state only then: a blocked task
- * becomes WAITING (and so wakeable, and stealable once woken) only after its
- * stack is no longer in use.
+ * A task switches back to the worker's own stack for a yield, and for a
+ * block or exit unless it can hand off directly to the task in the LIFO slot
+ * (handoff_target()).  Either way the new state is published only by the
+ * code that runs next, after the switch: a blocked task becomes WAITING (and
+ * so wakeable, and stealable once woken) only after its stack is no longer
+ * in use.
  */
 #include "sched/worker.h"
 
@@ -54,11 +56,14 @@ static uint64_t rng_next(struct arbor__worker *w)
   return x * 0x2545F4914F6CDD1DULL;
 }
 
+static void finish_pending(struct arbor__worker *w);
+
 static _Noreturn void task_entry(void *arg)
 {
   struct arbor__task *t = arg;
 
   arbor__ctx_started();
+  finish_pending(self_worker());
   self_worker()->sched->hooks.main(t);
   arbor__panic(__FILE__, __LINE__, "a task's main returned");
 }
@@ -168,38 +173,13 @@ static void overflowed(struct arbor__worker *w, struct arbor__task *t)
   abort();
 }
 
-static void run(struct arbor__worker *w, struct arbor__task *t)
+/* Act on why task t switched away, now that its stack is no longer in
+ * use: on the worker's own stack after a switch back to it, or on the
+ * stack of the task it handed off to (finish_pending()). */
+static void after_switch(struct arbor__worker *w, struct arbor__task *t)
 {
   struct arbor__sched *s = w->sched;
   uint32_t expect;
-
-  arbor__count(&w->n_runs);
-  /* A plain store: the run queue (or this thread, for the LIFO slot)
-   * already ordered the task's stack before us, and a NOTIFIED bit it
-   * drops is one the task makes moot by checking its condition when it
-   * runs (see arbor__sched_wake()). */
-  atomic_store_explicit(&t->state, ARBOR__TASK_RUNNING, memory_order_relaxed);
-  t->worker = (uint16_t)w->index;
-  if (arbor__unlikely(!t->started)) {
-    int err = arbor__stack_alloc(&s->stacks, &w->stack_cache, t->stack_size,
-                                 &t->stack);
-
-    if (s->hooks.prestart(t, err) != 0 || err != 0) {
-      if (err == 0)
-        arbor__stack_free(&s->stacks, &w->stack_cache, &t->stack);
-      t->stack.kind = ARBOR__STACK_NONE;
-      atomic_exchange_explicit(&t->state, ARBOR__TASK_DONE,
-                               memory_order_release);
-      s->hooks.exited(t);
-      return;
-    }
-    arbor__ctx_make(&t->ctx, t->stack.lo, t->stack.size, task_entry, t);
-    t->started = 1;
-  }
-  t->budget = ARBOR__BUDGET;
-  w->current = t;
-  arbor__ctx_jump(&w->sched_ctx, &t->ctx);
-  w->current = NULL;
 
   switch (t->reason) {
   case ARBOR__SWITCH_YIELD:
@@ -215,7 +195,7 @@ static void run(struct arbor__worker *w, struct arbor__task *t)
             !arbor__stack_check(&t->stack, arbor__ctx_saved_sp(&t->ctx))))
       overflowed(w, t);
     expect = ARBOR__TASK_RUNNING;
-    /* Release: pairs with the acq_rel fetch_or in arbor__sched_wake(); the
+    /* Release: pairs with the acquire CAS in arbor__sched_wake(); the
      * waker that moves it on sees everything the task did. */
     if (atomic_compare_exchange_strong_explicit(&t->state, &expect,
                                                 ARBOR__TASK_WAITING,
@@ -239,8 +219,87 @@ static void run(struct arbor__worker *w, struct arbor__task *t)
     s->hooks.exited(t);
     break;
   default:
-    arbor__panic(__FILE__, __LINE__, "a task switched back without a reason");
+    arbor__panic(__FILE__, __LINE__, "a task switched away without a reason");
   }
+}
+
+/* Make t the running task of w.  Returns false if it ended before it could
+ * start (no stack, or the runtime refused). */
+static bool prepare(struct arbor__worker *w, struct arbor__task *t)
+{
+  struct arbor__sched *s = w->sched;
+
+  arbor__count(&w->n_runs);
+  /* A plain store: the run queue (or this thread, for the LIFO slot)
+   * already ordered the task's stack before us, and a NOTIFIED bit it
+   * drops is one the task makes moot by checking its condition when it
+   * runs (see arbor__sched_wake()). */
+  atomic_store_explicit(&t->state, ARBOR__TASK_RUNNING, memory_order_relaxed);
+  t->worker = (uint16_t)w->index;
+  if (arbor__unlikely(!t->started)) {
+    int err = arbor__stack_alloc(&s->stacks, &w->stack_cache, t->stack_size,
+                                 &t->stack);
+
+    if (s->hooks.prestart(t, err) != 0 || err != 0) {
+      if (err == 0)
+        arbor__stack_free(&s->stacks, &w->stack_cache, &t->stack);
+      t->stack.kind = ARBOR__STACK_NONE;
+      atomic_exchange_explicit(&t->state, ARBOR__TASK_DONE,
+                               memory_order_release);
+      s->hooks.exited(t);
+      return false;
+    }
+    arbor__ctx_make(&t->ctx, t->stack.lo, t->stack.size, task_entry, t);
+    t->started = 1;
+  }
+  t->budget = ARBOR__BUDGET;
+  w->current = t;
+  return true;
+}
+
+static void run(struct arbor__worker *w, struct arbor__task *t)
+{
+  if (!prepare(w, t))
+    return;
+  arbor__ctx_jump(&w->sched_ctx, &t->ctx);
+  /* Whichever task switched back to us -- t, or one it handed off to. */
+  t = w->current;
+  w->current = NULL;
+  arbor__assert(w->pending == NULL);
+  after_switch(w, t);
+}
+
+/* On a task's stack, right after a switch to it: finish parking (or
+ * requeueing, or releasing) the task that handed off to it. */
+static void finish_pending(struct arbor__worker *w)
+{
+  struct arbor__task *t = w->pending;
+
+  if (t != NULL) {
+    w->pending = NULL;
+    after_switch(w, t);
+  }
+}
+
+/* The task a blocking or exiting task may switch to directly: the one the
+ * worker made runnable last (in the LIFO slot, so likely the one it just
+ * woke), if the LIFO rules would run it next anyway.  Saves a switch
+ * through the worker's stack and the scheduler loop on every message hop.
+ * Unstarted tasks and tick boundaries (injection queue, timers) go through
+ * the scheduler. */
+static struct arbor__task *handoff_target(struct arbor__worker *w)
+{
+  struct arbor__task *t = w->lifo;
+
+  if (t == NULL || !t->started || w->lifo_runs >= ARBOR__LIFO_MAX ||
+      (w->tick + 1) % ARBOR__GLOBAL_INTERVAL == 0)
+    return NULL;
+  w->lifo = NULL;
+  w->lifo_runs++;
+  w->tick++;
+  arbor__count(&w->n_lifo);
+  prepare(w, t); /* cannot fail: it has started */
+  return t;
 }
 
 static int64_t next_deadline(struct arbor__worker *w)
@@ -294,23 +353,38 @@ void arbor__sched_yield(void)
 
   t->reason = ARBOR__SWITCH_YIELD;
   arbor__ctx_jump(&t->ctx, &w->sched_ctx);
+  finish_pending(self_worker());
 }
 
 void arbor__sched_block(void)
 {
   struct arbor__worker *w = self_worker();
   struct arbor__task *t = w->current;
+  struct arbor__task *next = handoff_target(w);
 
   t->reason = ARBOR__SWITCH_BLOCK;
-  arbor__ctx_jump(&t->ctx, &w->sched_ctx);
+  if (next != NULL) {
+    /* Parked by `next` once we are off this stack. */
+    w->pending = t;
+    arbor__ctx_jump(&t->ctx, &next->ctx);
+  } else {
+    arbor__ctx_jump(&t->ctx, &w->sched_ctx);
+  }
+  /* Resumed, perhaps on another worker. */
+  finish_pending(self_worker());
 }
 
 _Noreturn void arbor__sched_exit(void)
 {
   struct arbor__worker *w = self_worker();
   struct arbor__task *t = w->current;
+  struct arbor__task *next = handoff_target(w);
 
   t->reason = ARBOR__SWITCH_EXIT;
+  if (next != NULL) {
+    w->pending = t; /* released by `next` */
+    arbor__ctx_jump_final(&t->ctx, &next->ctx);
+  }
   arbor__ctx_jump_final(&t->ctx, &w->sched_ctx);
 }
 

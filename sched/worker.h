@@ -21,6 +21,7 @@ struct arbor__worker {
   /* Written only by the owning thread. */
   alignas(64) struct arbor__ctx sched_ctx; /* the worker's own stack */
   struct arbor__task *current;
+  struct arbor__task *pending; /* handed off from; finished by `current` */
   struct arbor__task *lifo; /* not stealable */
   unsigned lifo_runs;       /* LIFO runs in a row */
   uint32_t tick;

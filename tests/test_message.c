@@ -496,16 +496,18 @@ Test(message, a_timer_racing_a_message_wakes_the_receiver_once,
   const long rounds = 2000;
   arbor_pid pid;
   long sent = 0;
-  struct timespec ns = {0, 900000};
+  struct timespec ns = {0, 900000}, gap = {0, 5000000};
 
   atomic_store(&race_msgs, 0);
   atomic_store(&race_timeouts, 0);
   pid = spawn_j(racer, (void *)(intptr_t)rounds);
-  /* Send about once per timeout period, so both wins happen often. */
+  /* Send about once per timeout period, so message and timer often race
+   * for the same wait; every tenth gap is five timeout periods long, so
+   * some waits surely end by timeout whatever the machine's load. */
   while (arbor_alive(rt, pid) == 1 && sent < rounds) {
     if (arbor_send(pid, 1, NULL, 0) == 0)
       sent++;
-    nanosleep(&ns, NULL);
+    nanosleep(sent % 10 == 0 ? &gap : &ns, NULL);
   }
   cr_expect_eq(join(pid), 0);
   cr_expect_eq(atomic_load(&race_msgs), sent, "received %ld of %ld",
