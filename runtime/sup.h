@@ -6,12 +6,11 @@
 
 #include "runtime/rt.h"
 
-/* Runtime-internal message tags, in the range arbor_send() refuses. */
-enum {
-  ARBOR__TAG_INIT_ACK = ARBOR_TAG_SYSTEM + 1, /* child -> supervisor */
-  ARBOR__TAG_SUP_CALL = ARBOR_TAG_SYSTEM + 2, /* management request */
-  ARBOR__TAG_SUP_REPLY = ARBOR_TAG_SYSTEM + 3,
-};
+/* Runtime-internal message tags, in the range arbor_send() refuses
+ * (macros: the values do not fit an int enumerator). */
+#define ARBOR__TAG_INIT_ACK (ARBOR_TAG_SYSTEM + 1u)  /* child -> supervisor */
+#define ARBOR__TAG_SUP_CALL (ARBOR_TAG_SYSTEM + 2u)  /* management request */
+#define ARBOR__TAG_SUP_REPLY (ARBOR_TAG_SYSTEM + 3u) /* its answer */
 
 /* ---- sup_store.c ----------------------------------------------------------
  * A store is reference-counted: the supervisor spec that owns it (the root
