@@ -1,25 +1,28 @@
-/* runtime/mailbox.c -- mailboxes (an intrusive MPSC queue) and envelopes.
+/* runtime/mailbox.c -- mailboxes and envelopes.
  *
- * The queue is Vyukov's intrusive node-based MPSC queue.  A sender links its
- * envelope with one atomic exchange of `head` and then a store of the
- * previous node's `next`: wait-free, one RMW per send.  The owner pops at
- * `tail` without any RMW except when the queue runs down to its last node,
- * when it re-pushes the stub.  Between a sender's exchange and its link the
- * queue looks "not empty, but nothing to pop yet"; the owner treats that as
- * "try again", never as empty, so it does not block while a message is on
- * its way (arbor__mailbox_quiet_sc()).
+ * A mailbox is one word, `head`, that senders CAS and the owner exchanges,
+ * as in CAF's lifo_inbox: it holds either a stack of envelopes (newest
+ * first) or a tag -- EMPTY, BLOCKED (the owner waits for a message) or
+ * CLOSED (the owner has exited).  So one CAS by a sender both pushes and,
+ * if it replaced BLOCKED, makes that sender the one that wakes the owner;
+ * a sender that finds CLOSED drops its message.  The owner takes the whole
+ * stack with one exchange and reverses it onto the end of its private FIFO
+ * list, so messages from one sender are received in the order they were
+ * sent; selective receive simply leaves unmatched envelopes in that list.
  *
- * Memory: only the owner pops, and it frees envelopes after it is done with
- * them, so no producer can touch a freed envelope: a producer only touches
- * its own envelope and the previous head, which cannot have been popped yet
- * because its `next` was still NULL.  After the process has exited, its
- * record is recycled only once every sender that looked it up has dropped
- * its reference (see process.c), so the mailbox is drained for the last
- * time when no sender can still push.
+ * Senders do not pin the receiving process record.  Records are
+ * type-stable (process.c), so a sender that looked up a pid can always
+ * touch the record; if the process exited and the record was reused in the
+ * meantime, the push lands in the new incarnation's mailbox, whose owner
+ * drops every envelope not addressed to its own pid (`to`), and at worst
+ * wakes it spuriously, which every wait tolerates.
  *
- * Envelopes for bodies up to ARBOR__ENV_INLINE bytes come from the calling
- * worker's free list and go back to the freeing worker's (bounded); bigger
- * ones are one malloc each.
+ * Memory: an envelope belongs to its sender until the CAS that publishes
+ * it, then to the mailbox's owner, which frees it after use or at exit
+ * (the exit path closes the mailbox and frees what it held).  Envelopes for
+ * bodies up to ARBOR__ENV_INLINE bytes come from the calling worker's free
+ * list and go back to the freeing worker's (bounded); bigger ones are one
+ * malloc each.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -30,60 +33,86 @@
 
 void arbor__mailbox_init(struct arbor__mailbox *mb)
 {
-  atomic_store_explicit(&mb->stub.next, NULL, memory_order_relaxed);
-  atomic_store_explicit(&mb->head, &mb->stub, memory_order_relaxed);
-  mb->tail = &mb->stub;
+  atomic_store_explicit(&mb->head, ARBOR__MB_EMPTY, memory_order_relaxed);
 }
 
-void arbor__mailbox_push_mp(struct arbor__mailbox *mb, struct arbor__env *e)
+int arbor__mailbox_push_mp(struct arbor__mailbox *mb, struct arbor__env *e)
 {
-  struct arbor__env *prev;
+  struct arbor__env *old = atomic_load_explicit(&mb->head, memory_order_relaxed);
 
-  atomic_store_explicit(&e->next, NULL, memory_order_relaxed);
-  /* SeqCst: the receiver stores `waiting` and then reads `head` (Dekker):
-   * either it sees this push, or our read of `waiting` after it sees the
-   * receiver waiting.  On x86 the exchange is a full barrier anyway. */
-  prev = atomic_exchange_explicit(&mb->head, e, memory_order_seq_cst);
-  /* Release: pairs with the acquire load of `next` in pop; publishes the
-   * envelope's contents. */
-  atomic_store_explicit(&prev->next, e, memory_order_release);
+  do {
+    if (old == ARBOR__MB_CLOSED)
+      return ARBOR__PUSH_CLOSED;
+    atomic_store_explicit(&e->next, old == ARBOR__MB_BLOCKED ? NULL : old,
+                          memory_order_relaxed);
+    /* Release: publishes the envelope; pairs with the acquire exchange in
+     * arbor__mailbox_fetch_sc().  SeqCst on success also orders it against
+     * the owner's CAS to BLOCKED and the checks that follow it. */
+  } while (!atomic_compare_exchange_weak_explicit(
+      &mb->head, &old, e, memory_order_seq_cst, memory_order_relaxed));
+  return old == ARBOR__MB_BLOCKED ? ARBOR__PUSH_WAKE : ARBOR__PUSH_OK;
 }
 
-struct arbor__env *arbor__mailbox_pop_sc(struct arbor__mailbox *mb)
+void arbor__mailbox_fetch_sc(struct arbor__mailbox *mb,
+                             struct arbor__env **first,
+                             struct arbor__env **last)
 {
-  struct arbor__env *tail = mb->tail;
-  struct arbor__env *next =
-      atomic_load_explicit(&tail->next, memory_order_acquire);
+  struct arbor__env *h = atomic_load_explicit(&mb->head, memory_order_relaxed);
+  struct arbor__env *fifo = NULL, *tail;
 
-  if (tail == &mb->stub) {
-    if (next == NULL)
-      return NULL;
-    mb->tail = next;
-    tail = next;
-    next = atomic_load_explicit(&next->next, memory_order_acquire);
+  if (h == ARBOR__MB_EMPTY || h == ARBOR__MB_BLOCKED || h == ARBOR__MB_CLOSED)
+    return;
+  /* Acquire: pairs with the senders' CAS; their envelopes are complete. */
+  h = atomic_exchange_explicit(&mb->head, ARBOR__MB_EMPTY,
+                               memory_order_acquire);
+  /* Newest first: reverse onto a FIFO chain and append it. */
+  tail = h;
+  while (h != NULL) {
+    struct arbor__env *next =
+        atomic_load_explicit(&h->next, memory_order_relaxed);
+
+    atomic_store_explicit(&h->next, fifo, memory_order_relaxed);
+    fifo = h;
+    h = next;
   }
-  if (next != NULL) {
-    mb->tail = next;
-    return tail;
-  }
-  /* tail is the last linked node.  If a sender has swapped head but not
-   * linked yet, wait for it by reporting nothing for now. */
-  if (tail != atomic_load_explicit(&mb->head, memory_order_acquire))
-    return NULL;
-  arbor__mailbox_push_mp(mb, &mb->stub);
-  next = atomic_load_explicit(&tail->next, memory_order_acquire);
-  if (next != NULL) {
-    mb->tail = next;
-    return tail;
-  }
-  return NULL;
+  if (*last != NULL)
+    atomic_store_explicit(&(*last)->next, fifo, memory_order_relaxed);
+  else
+    *first = fifo;
+  *last = tail;
 }
 
-bool arbor__mailbox_quiet_sc(struct arbor__mailbox *mb)
+bool arbor__mailbox_block_sc(struct arbor__mailbox *mb)
 {
-  /* SeqCst: pairs with the exchange in push (see there). */
-  return mb->tail == &mb->stub &&
-         atomic_load_explicit(&mb->head, memory_order_seq_cst) == &mb->stub;
+  struct arbor__env *expect = ARBOR__MB_EMPTY;
+
+  /* SeqCst: the owner then reads its kill word and timer (see message.c);
+   * a killer or timer writes those and then tries to unblock. */
+  return atomic_compare_exchange_strong_explicit(
+      &mb->head, &expect, ARBOR__MB_BLOCKED, memory_order_seq_cst,
+      memory_order_relaxed);
+}
+
+bool arbor__mailbox_unblock(struct arbor__mailbox *mb)
+{
+  struct arbor__env *expect = ARBOR__MB_BLOCKED;
+
+  /* SeqCst: the other half of the handshake in arbor__mailbox_block_sc(). */
+  return atomic_compare_exchange_strong_explicit(
+      &mb->head, &expect, ARBOR__MB_EMPTY, memory_order_seq_cst,
+      memory_order_relaxed);
+}
+
+struct arbor__env *arbor__mailbox_close(struct arbor__mailbox *mb)
+{
+  /* Acquire: we take whatever was pushed before. */
+  struct arbor__env *h = atomic_exchange_explicit(&mb->head, ARBOR__MB_CLOSED,
+                                                  memory_order_acquire);
+
+  return h == ARBOR__MB_EMPTY || h == ARBOR__MB_BLOCKED ||
+                 h == ARBOR__MB_CLOSED
+             ? NULL
+             : h;
 }
 
 struct arbor__env *arbor__env_new(arbor_rt *rt, int w, size_t len)
@@ -115,6 +144,7 @@ struct arbor__env *arbor__env_new(arbor_rt *rt, int w, size_t len)
   e->tag = 0;
   e->reason = 0;
   e->from = 0;
+  e->to = 0;
   e->ref = 0;
   return e;
 }
@@ -136,47 +166,47 @@ void arbor__env_free(arbor_rt *rt, int w, struct arbor__env *e)
   free(e);
 }
 
-void arbor__deliver(struct arbor__proc *p, struct arbor__env *e)
+void arbor__deliver(struct arbor__proc *p, arbor_pid to, struct arbor__env *e,
+                    int w)
 {
-  uint32_t expect = ARBOR__WAIT_MSG;
-
-  arbor__mailbox_push_mp(&p->mbox, e);
-  /* SeqCst load: the other half of the Dekker pairing in push.  Only a
-   * receiver waiting for messages is woken, and only by the one party that
-   * swaps `waiting` back to NONE. */
-  if (atomic_load_explicit(&p->waiting, memory_order_seq_cst) ==
-          ARBOR__WAIT_MSG &&
-      atomic_compare_exchange_strong_explicit(&p->waiting, &expect,
-                                              ARBOR__WAIT_NONE,
-                                              memory_order_acq_rel,
-                                              memory_order_relaxed))
+  e->to = to;
+  switch (arbor__mailbox_push_mp(&p->mbox, e)) {
+  case ARBOR__PUSH_WAKE:
+    /* Our CAS replaced BLOCKED: we are the one to wake it. */
     arbor__sched_wake(&p->rt->sched, &p->task);
+    break;
+  case ARBOR__PUSH_CLOSED:
+    arbor__env_free(p->rt, w, e);
+    atomic_fetch_add_explicit(&p->rt->dropped, 1, memory_order_relaxed);
+    break;
+  default:
+    break;
+  }
 }
 
-/* Free whatever a process left behind: the envelope it last received, the
- * ones it passed over, and everything in the queue.  At exit the process no
- * longer pops, so the exit path may, while senders still push; what arrives
- * after that is freed when the record is recycled, and counted as dropped
- * (`count`): it was sent to a process that had exited. */
-void arbor__mailbox_drain(arbor_rt *rt, struct arbor__proc *p, bool count)
+static void free_chain(arbor_rt *rt, int w, struct arbor__env *e)
 {
-  struct arbor__env *e;
-  int64_t n = 0;
+  while (e != NULL) {
+    struct arbor__env *next =
+        atomic_load_explicit(&e->next, memory_order_relaxed);
+
+    arbor__env_free(rt, w, e);
+    e = next;
+  }
+}
+
+/* At exit: close the mailbox (later sends are dropped and counted) and free
+ * the envelope last received, the ones passed over, and the ones never
+ * fetched. */
+void arbor__mailbox_drain(arbor_rt *rt, struct arbor__proc *p)
+{
   int w = arbor__local_worker(rt);
 
   if (p->current != NULL) {
     arbor__env_free(rt, w, p->current);
     p->current = NULL;
   }
-  while ((e = p->saved) != NULL) {
-    p->saved = atomic_load_explicit(&e->next, memory_order_relaxed);
-    arbor__env_free(rt, w, e);
-  }
-  p->saved_tail = NULL;
-  while ((e = arbor__mailbox_pop_sc(&p->mbox)) != NULL) {
-    arbor__env_free(rt, w, e);
-    n++;
-  }
-  if (count && n > 0)
-    atomic_fetch_add_explicit(&rt->dropped, n, memory_order_relaxed);
+  free_chain(rt, w, p->saved);
+  p->saved = p->saved_tail = NULL;
+  free_chain(rt, w, arbor__mailbox_close(&p->mbox));
 }

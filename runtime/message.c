@@ -1,17 +1,18 @@
 /* runtime/message.c -- sending, receiving (plain, by tag, by predicate) and
  * sleeping.
  *
- * Blocking.  A receiver that finds nothing stores `waiting` (SeqCst), then
- * checks its mailbox, its kill word and its timer once more, and only then
- * blocks; a sender pushes (SeqCst exchange) and then reads `waiting`; a
- * killer sets `kill` and then swaps `waiting`.  Each side sees the other's
- * write, so no wakeup is lost, and only the party that swaps `waiting` back
- * to NONE wakes the process, so it is woken once.  The timer of a receive
- * with a timeout is one more such party: a timer and a message racing for
- * the same wait resolve to exactly one wake.
+ * Blocking.  A receiver that finds nothing swaps its mailbox from EMPTY to
+ * BLOCKED (one CAS; if it fails, something arrived) and only then checks
+ * its kill word and its timer once more before it parks.  A sender whose
+ * push replaces BLOCKED wakes it; a killer or the receive's timer writes
+ * its word and then tries to swap BLOCKED back to EMPTY, and wakes it if
+ * that succeeds.  All of these are SeqCst on the one mailbox word or in a
+ * store-then-CAS / CAS-then-load pattern, so no wakeup is lost, and exactly
+ * one party wakes the receiver: a timer and a message racing for the same
+ * wait resolve to one wake.
  *
- * Selective receive moves the messages it passes over, in order, to the
- * process's private `saved` list; every receive looks there first, so
+ * Selective receive leaves the messages it skips, in order, in the
+ * process's private list (`saved`), which every receive looks at first, so
  * messages from one sender are always taken in the order they were sent.
  */
 #include <string.h>
@@ -52,15 +53,25 @@ static bool matches(const struct matcher *mt, const struct arbor__env *e)
   }
 }
 
-/* The first matching message, from the saved list and then the queue; the
- * ones passed over are appended to the saved list. */
+/* The first matching message addressed to this incarnation: look through
+ * the private list, fetching what has arrived when it runs out. */
 static struct arbor__env *take(struct arbor__proc *p, const struct matcher *mt)
 {
+  arbor_pid self = atomic_load_explicit(&p->pid, memory_order_relaxed);
   struct arbor__env *e, *prev = NULL;
+  bool fetched = false;
 
-  for (e = p->saved; e != NULL;
-       prev = e, e = atomic_load_explicit(&e->next, memory_order_relaxed)) {
-    if (matches(mt, e)) {
+  for (;;) {
+    e = prev != NULL ? atomic_load_explicit(&prev->next, memory_order_relaxed)
+                     : p->saved;
+    if (e == NULL) {
+      if (fetched)
+        return NULL;
+      arbor__mailbox_fetch_sc(&p->mbox, &p->saved, &p->saved_tail);
+      fetched = true;
+      continue;
+    }
+    if (e->to != self || matches(mt, e)) {
       struct arbor__env *next =
           atomic_load_explicit(&e->next, memory_order_relaxed);
 
@@ -70,20 +81,15 @@ static struct arbor__env *take(struct arbor__proc *p, const struct matcher *mt)
         p->saved = next;
       if (p->saved_tail == e)
         p->saved_tail = prev;
-      return e;
+      if (e->to == self)
+        return e;
+      /* Sent to an earlier incarnation of this record: not ours. */
+      arbor__env_free(p->rt, p->task.worker, e);
+      atomic_fetch_add_explicit(&p->rt->dropped, 1, memory_order_relaxed);
+      continue;
     }
+    prev = e;
   }
-  while ((e = arbor__mailbox_pop_sc(&p->mbox)) != NULL) {
-    if (matches(mt, e))
-      return e;
-    atomic_store_explicit(&e->next, NULL, memory_order_relaxed);
-    if (p->saved_tail != NULL)
-      atomic_store_explicit(&p->saved_tail->next, e, memory_order_relaxed);
-    else
-      p->saved = e;
-    p->saved_tail = e;
-  }
-  return NULL;
 }
 
 /* Spend one unit of the process's budget; yield when it is used up. */
@@ -95,42 +101,50 @@ static void spend(struct arbor__proc *p)
   }
 }
 
-static bool stop_waiting(struct arbor__proc *p, uint32_t seq, bool msgs)
+static bool stop_waiting(struct arbor__proc *p, uint32_t seq)
 {
   /* A process running its defers is already ending: kills and shutdown no
    * longer interrupt it, so a defer may still wait for messages. */
   bool ending = atomic_load_explicit(&p->flags, memory_order_relaxed) &
                 ARBOR__P_EXITING;
 
-  return (msgs && !arbor__mailbox_quiet_sc(&p->mbox)) ||
-         (!ending &&
+  /* SeqCst loads: the second half of the handshakes described at the top
+   * of this file. */
+  return (!ending &&
           (atomic_load_explicit(&p->kill, memory_order_seq_cst) != 0 ||
            atomic_load_explicit(&p->rt->shutting_down,
-                                memory_order_relaxed))) ||
-         atomic_load_explicit(&p->fired_seq, memory_order_acquire) == seq;
+                                memory_order_seq_cst))) ||
+         atomic_load_explicit(&p->fired_seq, memory_order_seq_cst) == seq;
 }
 
-/* Block until woken (by a message if msgs, by the timer of wait `seq`, by a
- * kill); returns at once, false, if one of those already happened. */
-static bool wait_once(struct arbor__proc *p, uint32_t seq, bool msgs)
+/* Wait for a message, the timer of wait `seq`, or a kill.  Returns at once
+ * if one of those has already happened. */
+static void wait_msg(struct arbor__proc *p, uint32_t seq)
 {
-  bool blocked = false;
-
-  /* SeqCst: the Dekker store (see the top of this file). */
-  atomic_store_explicit(&p->waiting, msgs ? ARBOR__WAIT_MSG : ARBOR__WAIT_TIMER,
-                        memory_order_seq_cst);
-  if (!stop_waiting(p, seq, msgs)) {
+  if (!arbor__mailbox_block_sc(&p->mbox))
+    return; /* something arrived */
+  if (!stop_waiting(p, seq))
     arbor__sched_block();
-    blocked = true;
-  }
-  /* Claim the wake if nobody did (a spurious return from block, or we did
-   * not block).  Usually the waker has swapped it already. */
+  /* Take BLOCKED back if nobody did (we did not park, or a spurious
+   * return).  Usually the waker did: look before paying for a CAS. */
+  if (atomic_load_explicit(&p->mbox.head, memory_order_relaxed) ==
+      ARBOR__MB_BLOCKED)
+    arbor__mailbox_unblock(&p->mbox);
+  arbor__proc_checkpoint(p);
+}
+
+/* Wait for the timer of wait `seq` or a kill (messages wait). */
+static void wait_timer(struct arbor__proc *p, uint32_t seq)
+{
+  /* SeqCst: as the mailbox CAS in wait_msg(). */
+  atomic_store_explicit(&p->waiting, ARBOR__WAIT_TIMER, memory_order_seq_cst);
+  if (!stop_waiting(p, seq))
+    arbor__sched_block();
   if (atomic_load_explicit(&p->waiting, memory_order_relaxed) !=
       ARBOR__WAIT_NONE)
     atomic_exchange_explicit(&p->waiting, ARBOR__WAIT_NONE,
                              memory_order_acq_rel);
   arbor__proc_checkpoint(p);
-  return blocked;
 }
 
 static int recv_core(arbor_msg *msg, const struct matcher *mt,
@@ -139,7 +153,6 @@ static int recv_core(arbor_msg *msg, const struct matcher *mt,
   struct arbor__proc *p = arbor__proc_current();
   struct arbor__tentry *timer = NULL;
   struct arbor__env *e;
-  unsigned spins = 0;
   uint32_t seq;
   int err = 0;
 
@@ -171,14 +184,7 @@ static int recv_core(arbor_msg *msg, const struct matcher *mt,
         break;
       }
     }
-    if (wait_once(p, seq, true)) {
-      spins = 0;
-    } else if (++spins > 64) {
-      /* A sender was switched out between its two steps of a push: the
-       * mailbox is not empty, yet nothing can be taken.  Let it run. */
-      arbor__sched_yield();
-      spins = 0;
-    }
+    wait_msg(p, seq);
   }
   if (timer != NULL)
     arbor__recv_timer_disarm(p, timer);
@@ -235,7 +241,7 @@ int arbor_sleep(int64_t ms)
   if (timer == NULL)
     return ARBOR_ENOMEM;
   while (atomic_load_explicit(&p->fired_seq, memory_order_acquire) != seq)
-    wait_once(p, seq, false);
+    wait_timer(p, seq);
   arbor__recv_timer_disarm(p, timer);
   return 0;
 }
@@ -252,20 +258,18 @@ static int check_send(arbor_pid to, uint32_t tag, const void *data,
   return *rt != NULL ? 0 : ARBOR_ESRCH;
 }
 
-/* Hand e to `to`, or drop it if `to` has exited. */
+/* Hand e to `to`, or drop it if `to` has exited.  No reference is taken:
+ * see mailbox.c for why a stale lookup is harmless. */
 static void post(arbor_rt *rt, int w, arbor_pid to, struct arbor__env *e)
 {
-  struct arbor__proc *p;
+  struct arbor__proc *p = arbor__proc_peek(rt, to);
 
-  if (arbor__proc_ref(rt, to, &p) != 0) {
+  if (p == NULL) {
     arbor__env_free(rt, w, e);
     atomic_fetch_add_explicit(&rt->dropped, 1, memory_order_relaxed);
     return;
   }
-  arbor__deliver(p, e);
-  /* Holding the reference across the push keeps the record from being
-   * recycled (and its mailbox drained) under us. */
-  arbor__proc_unref(p);
+  arbor__deliver(p, to, e, w);
 }
 
 static void sent(struct arbor__proc *self)

@@ -156,7 +156,6 @@ static void recycle(struct arbor__proc *p)
   /* Release: lookups that still find the old pid see a consistent record
    * up to here; after it they fail the pid check. */
   atomic_store_explicit(&p->pid, 0, memory_order_release);
-  arbor__mailbox_drain(p->rt, p, true);
   arbor__name_unref(p->name);
   p->name = NULL;
   if (p->defers != p->defer_inline)
@@ -190,6 +189,19 @@ int arbor__proc_ref(arbor_rt *rt, arbor_pid pid, struct arbor__proc **out)
   }
   *out = p;
   return 0;
+}
+
+struct arbor__proc *arbor__proc_peek(arbor_rt *rt, arbor_pid pid)
+{
+  struct arbor__proc *p;
+
+  if (arbor__pid_tag(pid) != rt->tag)
+    return NULL;
+  p = slot(rt, arbor__pid_index(pid));
+  /* Acquire: pairs with the release store of the pid in arbor_spawn(). */
+  if (p == NULL || atomic_load_explicit(&p->pid, memory_order_acquire) != pid)
+    return NULL;
+  return p;
 }
 
 void arbor__proc_unref(struct arbor__proc *p)
@@ -269,11 +281,11 @@ static void proc_exited(struct arbor__task *t)
   uint32_t f;
 
   /* Exactly one notification per link and monitor, whatever the cause;
-   * then free what the process held.  Senders may still push: the rest is
-   * drained when the record is recycled. */
+   * then free what the process held, closing its mailbox: later sends are
+   * dropped (and counted) by their senders. */
   arbor__proc_notify_exit(p, atomic_load_explicit(&p->reason,
                                                   memory_order_relaxed));
-  arbor__mailbox_drain(rt, p, false);
+  arbor__mailbox_drain(rt, p);
   /* SeqCst: pairs with the reference CAS in arbor__proc_ref(); a waiter
    * either holds a reference we see here, or sees EXITED itself.  The
    * release half publishes the reason. */
@@ -636,7 +648,7 @@ void arbor__proc_table_fini(arbor_rt *rt)
       arbor__signals_fini(p);
       if (atomic_load_explicit(&p->pid, memory_order_relaxed) == 0)
         continue;
-      arbor__mailbox_drain(rt, p, false);
+      arbor__mailbox_drain(rt, p);
       arbor__name_unref(p->name);
       if (p->defers != p->defer_inline)
         free(p->defers);

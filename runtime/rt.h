@@ -55,6 +55,7 @@ struct arbor__env {
   uint32_t tag;
   int reason;
   arbor_pid from;
+  arbor_pid to; /* the addressee: a reused record drops what is not its own */
   uint64_t ref;
   void *data;
   size_t len;
@@ -64,13 +65,15 @@ struct arbor__env {
    * flexible array member, so an envelope can be the mailbox's stub). */
 };
 
-/* Vyukov's intrusive MPSC queue: producers exchange `head`, the owner pops
- * at `tail`; `stub` keeps the queue non-empty so neither end is NULL. */
+/* A mailbox (see mailbox.c): a stack of envelopes pushed by CAS, or one of
+ * these tags. */
+#define ARBOR__MB_EMPTY ((struct arbor__env *)0)
+#define ARBOR__MB_BLOCKED ((struct arbor__env *)1)
+#define ARBOR__MB_CLOSED ((struct arbor__env *)2)
 struct arbor__mailbox {
   struct arbor__env *_Atomic head; /* written by every sender */
-  alignas(64) struct arbor__env *tail; /* owner only */
-  struct arbor__env stub;
 };
+enum { ARBOR__PUSH_OK = 0, ARBOR__PUSH_WAKE = 1, ARBOR__PUSH_CLOSED = 2 };
 
 struct arbor__store; /* sup_store.c */
 
@@ -103,6 +106,7 @@ enum {
   ARBOR__P_REAPED = 1u << 2,   /* a wait collected the zombie */
   ARBOR__P_EXITING = 1u << 4,  /* running its defers: no more kill checks */
   ARBOR__P_TRAP = 1u << 5,     /* traps exits */
+  ARBOR__P_ACKED = 1u << 6,    /* arbor_init_ack() has reported (supervisor.c) */
 };
 
 /* What a blocked process waits for (proc->waiting). */
@@ -142,10 +146,10 @@ struct arbor__proc {
   /* Messages.  The mailbox head is written by senders; the rest only by the
    * process itself (and by the exit path, once it cannot run again). */
   struct arbor__mailbox mbox;
-  struct arbor__env *saved, *saved_tail; /* passed over by selective recv */
+  struct arbor__env *saved, *saved_tail; /* fetched, not yet received */
   struct arbor__env *current;            /* what the last recv returned */
-  /* ARBOR__WAIT_*: set by the process before it blocks; whoever swaps it
-   * back to NONE (a sender, its timer, a kill) is the one that wakes it. */
+  /* ARBOR__WAIT_TIMER while sleeping: its timer or a kill swaps it back
+   * to NONE and wakes it.  (A receive waits on the mailbox's BLOCKED tag.) */
   _Atomic uint32_t waiting;
   _Atomic uint32_t wait_seq;   /* numbers each wait, for stale timers */
   _Atomic uint32_t fired_seq;  /* the wait whose timer fired */
@@ -302,15 +306,31 @@ int arbor__send_sys(arbor_pid to, uint32_t tag, const void *data, size_t len);
 
 /* mailbox.c */
 void arbor__mailbox_init(struct arbor__mailbox *mb);
-void arbor__mailbox_push_mp(struct arbor__mailbox *mb, struct arbor__env *e);
-struct arbor__env *arbor__mailbox_pop_sc(struct arbor__mailbox *mb);
-bool arbor__mailbox_quiet_sc(struct arbor__mailbox *mb);
+/* ARBOR__PUSH_OK, _WAKE (the caller must wake the owner) or _CLOSED (the
+ * envelope is still the caller's). */
+int arbor__mailbox_push_mp(struct arbor__mailbox *mb, struct arbor__env *e);
+/* Owner: move everything pushed so far, in send order, onto first..last. */
+void arbor__mailbox_fetch_sc(struct arbor__mailbox *mb,
+                             struct arbor__env **first,
+                             struct arbor__env **last);
+/* Owner: EMPTY -> BLOCKED; false if something arrived first. */
+bool arbor__mailbox_block_sc(struct arbor__mailbox *mb);
+/* Anyone: BLOCKED -> EMPTY; true if this call claimed the wake. */
+bool arbor__mailbox_unblock(struct arbor__mailbox *mb);
+/* Exit: close, returning what was never fetched (a newest-first chain). */
+struct arbor__env *arbor__mailbox_close(struct arbor__mailbox *mb);
 /* w: the calling worker's index in rt, or -1 (see arbor__worker_of()). */
 struct arbor__env *arbor__env_new(arbor_rt *rt, int w, size_t len);
 void arbor__env_free(arbor_rt *rt, int w, struct arbor__env *e);
-void arbor__mailbox_drain(arbor_rt *rt, struct arbor__proc *p, bool count);
-/* Push e to p's mailbox and wake p if it waits for a message. */
-void arbor__deliver(struct arbor__proc *p, struct arbor__env *e);
+void arbor__mailbox_drain(arbor_rt *rt, struct arbor__proc *p);
+/* Push e (addressed to pid `to`) to record p's mailbox; wake p if that push
+ * claimed it; drop and count e if p's mailbox is closed.  w: the calling
+ * worker's index or -1.  p need not be pinned (see mailbox.c). */
+void arbor__deliver(struct arbor__proc *p, arbor_pid to, struct arbor__env *e,
+                    int w);
+/* The record pid names, if it is that pid's right now (no reference is
+ * taken: the answer may be stale, which arbor__deliver() tolerates). */
+struct arbor__proc *arbor__proc_peek(arbor_rt *rt, arbor_pid pid);
 
 /* signal.c */
 void arbor__proc_notify_exit(struct arbor__proc *p, int reason);

@@ -96,11 +96,13 @@ static bool mons_del(struct arbor__mon_set *s, uint64_t ref, arbor_pid *pid)
 
 void arbor__proc_wake_waiting(struct arbor__proc *p)
 {
-  /* Whoever swaps `waiting` back to NONE wakes the process: a sender, its
-   * timer, or us.  Acq_rel: pairs with the process's seq_cst store before it
-   * blocks, and publishes the kill word set before this. */
-  if (atomic_exchange_explicit(&p->waiting, ARBOR__WAIT_NONE,
-                               memory_order_acq_rel) != ARBOR__WAIT_NONE)
+  /* Whoever takes a wait back wakes the process: a receive's BLOCKED tag
+   * (a sender may take it too) or a sleep's `waiting` word.  SeqCst: pairs
+   * with the process's CAS or store before it checks its kill word and
+   * timer (message.c), so it either sees what we wrote or we see it wait. */
+  if (arbor__mailbox_unblock(&p->mbox) ||
+      atomic_exchange_explicit(&p->waiting, ARBOR__WAIT_NONE,
+                               memory_order_seq_cst) != ARBOR__WAIT_NONE)
     arbor__sched_wake(&p->rt->sched, &p->task);
 }
 
@@ -142,7 +144,9 @@ static void signal_exit(struct arbor__proc *p, arbor_pid from, int reason,
     end_proc(p, ARBOR_REASON_KILLED);
   } else if (atomic_load_explicit(&p->flags, memory_order_acquire) &
              ARBOR__P_TRAP) {
-    arbor__deliver(p, system_env(p->rt, ARBOR_TAG_EXIT, from, reason, 0));
+    arbor__deliver(p, atomic_load_explicit(&p->pid, memory_order_relaxed),
+                   system_env(p->rt, ARBOR_TAG_EXIT, from, reason, 0),
+                   arbor__local_worker(p->rt));
   } else if (reason != ARBOR_NORMAL) {
     end_proc(p, reason);
   }
@@ -168,8 +172,10 @@ void arbor__proc_notify_exit(struct arbor__proc *p, int reason)
     struct arbor__proc *w;
 
     if (arbor__proc_ref(rt, p->monitors.v[i].pid, &w) == 0) {
-      arbor__deliver(w, system_env(rt, ARBOR_TAG_DOWN, self, reason,
-                                   p->monitors.v[i].ref));
+      arbor__deliver(w, p->monitors.v[i].pid,
+                     system_env(rt, ARBOR_TAG_DOWN, self, reason,
+                                p->monitors.v[i].ref),
+                     arbor__local_worker(rt));
       arbor__proc_unref(w);
     }
   }
@@ -367,8 +373,10 @@ int arbor_monitor(arbor_pid pid, uint64_t *ref_out)
     arbor__proc_unref(t);
   }
   /* Not alive: an immediate DOWN, as Erlang gives. */
-  arbor__deliver(self, system_env(self->rt, ARBOR_TAG_DOWN, pid,
-                                  ARBOR_REASON_NOPROC, ref));
+  arbor__deliver(self, me,
+                 system_env(self->rt, ARBOR_TAG_DOWN, pid, ARBOR_REASON_NOPROC,
+                            ref),
+                 self->task.worker);
   *ref_out = ref;
   return 0;
 }
@@ -378,15 +386,8 @@ static void flush_down(struct arbor__proc *p, uint64_t ref)
 {
   struct arbor__env *e, *prev = NULL;
 
-  /* Move everything that has arrived into the saved list, then look. */
-  while ((e = arbor__mailbox_pop_sc(&p->mbox)) != NULL) {
-    atomic_store_explicit(&e->next, NULL, memory_order_relaxed);
-    if (p->saved_tail != NULL)
-      atomic_store_explicit(&p->saved_tail->next, e, memory_order_relaxed);
-    else
-      p->saved = e;
-    p->saved_tail = e;
-  }
+  /* Fetch everything that has arrived into the private list, then look. */
+  arbor__mailbox_fetch_sc(&p->mbox, &p->saved, &p->saved_tail);
   for (e = p->saved; e != NULL;
        prev = e, e = atomic_load_explicit(&e->next, memory_order_relaxed)) {
     if (e->tag == ARBOR_TAG_DOWN && e->ref == ref) {

@@ -150,9 +150,8 @@ static void fire(struct arbor__timer *t, void *ud)
                                               memory_order_acq_rel,
                                               memory_order_acquire)) {
     if (e->kind == ARBOR__T_SEND) {
-      if (arbor__proc_ref(c->rt, e->pid, &p) == 0) {
-        arbor__deliver(p, e->env);
-        arbor__proc_unref(p);
+      if ((p = arbor__proc_peek(c->rt, e->pid)) != NULL) {
+        arbor__deliver(p, e->pid, e->env, c->w);
       } else {
         arbor__env_free(c->rt, c->w, e->env);
         atomic_fetch_add_explicit(&c->rt->dropped, 1, memory_order_relaxed);
@@ -164,8 +163,8 @@ static void fire(struct arbor__timer *t, void *ud)
       p = e->proc;
       if (atomic_load_explicit(&p->pid, memory_order_acquire) == e->pid &&
           atomic_load_explicit(&p->wait_seq, memory_order_relaxed) == e->seq) {
-        /* Release: pairs with the acquire loads of fired_seq. */
-        atomic_store_explicit(&p->fired_seq, e->seq, memory_order_release);
+        /* SeqCst: the store half of the handshake in message.c. */
+        atomic_store_explicit(&p->fired_seq, e->seq, memory_order_seq_cst);
         arbor__proc_wake_waiting(p);
       }
     }
