@@ -774,11 +774,15 @@ ARBOR_API int arbor_store_set(arbor_pid sup, const char *key, const void *val,
                               size_t len);
 /** Remove @p key.  @return 0, ARBOR_ENOENT, ARBOR_EINVAL or ARBOR_ESRCH. */
 ARBOR_API int arbor_store_delete(arbor_pid sup, const char *key);
-/** Atomically update @p key: fn(val, &len, cap, arg) sees the current value
- * (len 0 and exists 0 if absent) in a buffer of cap bytes and may change it
- * in place; it returns 1 to store the result, 0 to leave the key as it was,
- * -1 to delete it.
- * @return 0, ARBOR_EINVAL, ARBOR_ENOMEM or ARBOR_ESRCH. */
+/** Atomically update @p key: fn(val, &len, exists, arg) gets a copy of the
+ * current value (exists 0 and len 0 if absent) in a buffer of
+ * max(cap, current length) bytes, may change it and *len in place, and
+ * returns 1 to store the result, 0 to leave the key as it was, -1 to delete
+ * it.  Store calls made from inside fn fail with ARBOR_EINVAL (except
+ * arbor_store_size()), so a callback cannot deadlock on its own shard.
+ * @return 0, ARBOR_EINVAL (bad arguments, fn returned another value or a
+ *         length past the buffer, or a call from inside a callback),
+ *         ARBOR_ENOMEM or ARBOR_ESRCH. */
 ARBOR_API int arbor_store_update(arbor_pid sup, const char *key, size_t cap,
                                  int (*fn)(void *val, size_t *len, int exists,
                                            void *arg),
@@ -822,7 +826,8 @@ typedef struct arbor_event {
 typedef void (*arbor_event_sink)(const arbor_event *ev, void *ud);
 
 /** Route @p rt's supervision events to sink(ev, ud) for events at or above
- * @p level.  NULL sink: the default, logfmt lines on stderr at WARN.
+ * @p level.  NULL sink: back to the default, logfmt lines on stderr at WARN
+ * (ud and level are then ignored).
  * @return 0 or ARBOR_EINVAL. */
 ARBOR_API int arbor_rt_set_event_sink(arbor_rt *rt, arbor_event_sink sink,
                                       void *ud, int level);
@@ -832,7 +837,8 @@ ARBOR_API int arbor_rt_set_event_sink(arbor_rt *rt, arbor_event_sink sink,
 ARBOR_API void arbor_event_sink_logfmt(const arbor_event *ev, void *ud);
 ARBOR_API void arbor_event_sink_jsonl(const arbor_event *ev, void *ud);
 
-/** Names for the enums, for logs: "child_started", "permanent", ... */
+/** The name of an event kind, for logs: "child_started", ... ("unknown"
+ * for other values). */
 ARBOR_API const char *arbor_event_name(int kind);
 
 enum arbor_dump_format {
@@ -842,7 +848,8 @@ enum arbor_dump_format {
 
 /** Write the running tree under @p sup (pids, states, restart counts) into
  * buf (NUL-terminated, truncated to cap-1).
- * @return The full length, ARBOR_EINVAL or ARBOR_ESRCH. */
+ * @return The full length, ARBOR_EINVAL, ARBOR_ESRCH or ARBOR_ENOMEM (a
+ *         child supervisor that cannot answer is shown with a note). */
 ARBOR_API int64_t arbor_sup_dump(arbor_pid sup, int format, char *buf,
                                  size_t cap);
 
