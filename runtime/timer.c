@@ -152,22 +152,32 @@ static struct arbor__timer *merge(struct arbor__timer *a,
   return out;
 }
 
-/* Merge sort of a NULL-terminated list of n entries, by deadline (via next
- * only).  A due slot may hold any number of entries inserted late, so an
- * insertion sort's quadratic worst case is not acceptable. */
-static struct arbor__timer *sort_by_deadline(struct arbor__timer *list,
-                                             size_t n)
+/* Stable merge sort of a NULL-terminated list by deadline (via next only).
+ * A due slot may hold any number of entries inserted late, so an insertion
+ * sort's quadratic worst case is not acceptable.  It is bottom-up, so it
+ * needs no recursion: bins[i] holds a sorted run of 2^i entries, earlier
+ * entries in higher bins, and each new entry carries into them like a
+ * binary counter. */
+static struct arbor__timer *sort_by_deadline(struct arbor__timer *list)
 {
-  struct arbor__timer *cut = list, *rest;
+  struct arbor__timer *bins[64] = {0}, *run;
+  unsigned i;
 
-  if (n < 2)
-    return list;
-  for (size_t i = 1; i < n / 2; i++)
-    cut = cut->next;
-  rest = cut->next;
-  cut->next = NULL;
-  return merge(sort_by_deadline(list, n / 2),
-               sort_by_deadline(rest, n - n / 2));
+  while (list != NULL) {
+    run = list;
+    list = list->next;
+    run->next = NULL;
+    for (i = 0; bins[i] != NULL; i++) {
+      run = merge(bins[i], run);
+      bins[i] = NULL;
+    }
+    bins[i] = run;
+  }
+  run = NULL;
+  for (i = 0; i < 64; i++)
+    if (bins[i] != NULL)
+      run = merge(bins[i], run);
+  return run;
 }
 
 /* Fires level-0 slot `slot`, whose entries are all due at w->now. */
@@ -175,7 +185,7 @@ static size_t fire_slot(struct arbor__wheel *w, unsigned slot,
                         arbor__timer_fire_fn fire, void *ud)
 {
   struct arbor__timer batch = {0}, *list = w->slots[0][slot], *t, *prev;
-  size_t n = 0, fired = 0;
+  size_t fired = 0;
   bool sorted = true;
 
   w->slots[0][slot] = NULL;
@@ -183,13 +193,10 @@ static size_t fire_slot(struct arbor__wheel *w, unsigned slot,
   /* Entries that arrived by cascading share one deadline; only entries that
    * were inserted already due can differ, so usually there is nothing to
    * sort. */
-  for (t = list; t != NULL; t = t->next) {
-    n++;
-    if (t->next != NULL && t->next->deadline < t->deadline)
-      sorted = false;
-  }
+  for (t = list; t != NULL && sorted; t = t->next)
+    sorted = t->next == NULL || t->deadline <= t->next->deadline;
   if (!sorted)
-    list = sort_by_deadline(list, n);
+    list = sort_by_deadline(list);
   batch.next = list;
   for (prev = &batch, t = list; t != NULL; prev = t, t = t->next)
     t->prev = prev;
@@ -251,6 +258,9 @@ size_t arbor__wheel_advance(struct arbor__wheel *w, uint64_t now_ms,
   unsigned level, slot;
   uint64_t start;
 
+  /* Time never runs backwards, but entries already due still fire. */
+  if (now_ms < w->now)
+    now_ms = w->now;
   /* w->now steps to each slot start in turn, so entries that fire inserts
    * are filed relative to the time being processed and, if due by now_ms,
    * fire in this advance, in order. */
@@ -272,7 +282,6 @@ size_t arbor__wheel_advance(struct arbor__wheel *w, uint64_t now_ms,
   }
   /* Every occupied slot starts after now_ms, so moving now there keeps each
    * entry inside the blocks that placed it. */
-  if (now_ms > w->now)
-    w->now = now_ms;
+  w->now = now_ms;
   return fired;
 }

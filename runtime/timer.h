@@ -39,7 +39,13 @@ struct arbor__wheel {
 };
 
 /* Called by arbor__wheel_advance() for each expired entry, already
- * unlinked; it may insert or remove other entries (and re-insert this one). */
+ * unlinked; it may insert or remove other entries (and re-insert this one).
+ * During the call w->now is the time being processed: the entry's deadline,
+ * or the advance's starting time for an entry that was already overdue.  An
+ * entry it inserts with a deadline <= w->now fires later in the same
+ * advance, right after the entries already due at that time (so out of
+ * deadline order); one due after w->now but by the advance's now_ms fires
+ * in this advance too, in order.  It must not call arbor__wheel_advance(). */
 typedef void (*arbor__timer_fire_fn)(struct arbor__timer *t, void *ud);
 
 void arbor__wheel_init(struct arbor__wheel *w, uint64_t now_ms);
@@ -58,9 +64,9 @@ void arbor__wheel_remove(struct arbor__wheel *w, struct arbor__timer *t);
  * wheel is empty. */
 uint64_t arbor__wheel_next(const struct arbor__wheel *w);
 
-/* Advance to now_ms (never backwards), calling fire for every entry whose
- * deadline is <= now_ms, in non-decreasing deadline order.  Returns how many
- * fired. */
+/* Advance to now_ms (never backwards: an earlier now_ms counts as w->now),
+ * calling fire for every entry whose deadline is <= now_ms, in non-decreasing
+ * deadline order.  Returns how many fired. */
 size_t arbor__wheel_advance(struct arbor__wheel *w, uint64_t now_ms,
                             arbor__timer_fire_fn fire, void *ud);
 

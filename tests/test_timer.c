@@ -5,7 +5,8 @@
  * happen, the two promises of arbor__wheel_advance(): nothing fires before
  * its deadline, and one advance fires in non-decreasing deadline order.
  * The randomised test takes its seed from ARBOR_SEED if set, otherwise from
- * the clock, and prints it in every failure message.
+ * the clock, and prints it in every failure message.  Every test has a
+ * timeout, since a broken wheel tends to loop rather than crash.
  */
 #include "runtime/timer.h"
 
@@ -18,14 +19,14 @@
 /* A test entry: the wheel's link plus what the checks need. */
 struct ent {
   struct arbor__timer t;
-  uint64_t period;      /* re-inserted this far ahead while fires < limit */
+  uint64_t period; /* re-inserted this far ahead while fires < limit */
   unsigned limit;
   unsigned fires;
   uint64_t fired_at[4]; /* the advance target of the first few fires */
   unsigned epoch;       /* advances completed when it was last inserted */
   bool removed;
-  struct ent *victim;   /* removed by this entry's fire, if set */
-  struct ent *spawn;    /* inserted by this entry's fire at spawn_at */
+  struct ent *victim; /* removed by this entry's fire, if set */
+  struct ent *spawn;  /* inserted by this entry's fire at spawn_at */
   uint64_t spawn_at;
 };
 
@@ -56,8 +57,8 @@ static void on_fire(struct arbor__timer *t, void *ud)
   cr_assert(!e->removed, "a removed entry fired (seed %llu)", rec.seed);
   cr_assert_leq(t->deadline, rec.target,
                 "fired early: deadline %llu, advanced to %llu (seed %llu)",
-                (unsigned long long)t->deadline,
-                (unsigned long long)rec.target, rec.seed);
+                (unsigned long long)t->deadline, (unsigned long long)rec.target,
+                rec.seed);
   /* Late check: unless it was inserted since the previous advance, the
    * previous advance must not have been due to fire it already. */
   cr_assert(e->epoch + 1 == rec.epoch || t->deadline > rec.prev_target,
@@ -143,8 +144,8 @@ static void seed_rng(void)
 {
   const char *env = getenv("ARBOR_SEED");
 
-  rec.seed = env != NULL ? strtoull(env, NULL, 0)
-                         : (unsigned long long)time(NULL);
+  rec.seed =
+      env != NULL ? strtoull(env, NULL, 0) : (unsigned long long)time(NULL);
   rng_state = rec.seed * UINT64_C(0x9E3779B97F4A7C15) + 1;
 }
 
@@ -205,7 +206,8 @@ Test(timer, fires_at_its_deadline_and_not_one_ms_earlier, .timeout = 10)
   }
 }
 
-Test(timer, deadlines_in_the_past_fire_at_the_next_advance_in_order)
+Test(timer, deadlines_in_the_past_fire_at_the_next_advance_in_order,
+     .timeout = 10)
 {
   struct arbor__wheel w;
   struct ent e[6] = {0};
@@ -230,6 +232,30 @@ Test(timer, deadlines_in_the_past_fire_at_the_next_advance_in_order)
   cr_assert_eq(rec.order[0], &e[4]);
   cr_assert_eq(rec.order[1], &e[5]);
   cr_assert_eq(w.count, 0);
+
+  /* An advance to an earlier time leaves the clock alone but still fires
+   * what is due. */
+  insert(&w, &e[0], 1500);
+  cr_assert_eq(advance(&w, 1800), 1);
+  cr_assert_eq(w.now, 2000);
+}
+
+Test(timer, many_past_deadlines_inserted_at_once_fire_sorted, .timeout = 10)
+{
+  enum { N = 20000 };
+  struct ent *e = calloc(N, sizeof(*e));
+  struct arbor__wheel w;
+
+  cr_assert_not_null(e);
+  seed_rng();
+  arbor__wheel_init(&w, UINT64_C(1) << 30);
+  rec.epoch = 0;
+  for (int i = 0; i < N; i++)
+    insert(&w, &e[i], w.now - rng() % (UINT64_C(1) << 30));
+  /* The order itself is checked by on_fire. */
+  cr_assert_eq(advance(&w, w.now), N, "seed %llu", rec.seed);
+  cr_assert_eq(w.count, 0);
+  free(e);
 }
 
 Test(timer, random_deadlines_on_all_levels_fire_once_in_order_never_early,
@@ -248,18 +274,22 @@ Test(timer, random_deadlines_on_all_levels_fire_once_in_order_never_early,
   rec.epoch = 0;
 
   for (unsigned step = 0; step < STEPS || w.count != 0; step++) {
-    /* Insert a few (2% already due), remove the odd one. */
+    /* Insert a few (2% already due, 1% beyond the wheel's span), remove a
+     * couple. */
     for (unsigned k = 0; step < STEPS && inserted < N && k < N / STEPS; k++) {
       uint64_t r = rng() % 100;
       uint64_t d = r < 1   ? now
                    : r < 2 ? now - rng() % 1000
+                   : r < 3 ? now + log_rand(40)
                            : now + log_rand(33); /* up to ~8.6e9 ms */
 
       insert(&w, &e[inserted++], d);
       linked++;
     }
-    if (inserted != 0 && rng() % 4 == 0) {
-      struct ent *victim = &e[rng() % inserted];
+    for (unsigned k = 0; inserted != 0 && k < 2; k++) {
+      /* Mostly recent entries, which are more likely to be still linked. */
+      size_t back = rng() % (inserted < 5000 ? inserted : 5000);
+      struct ent *victim = &e[inserted - 1 - back];
 
       if (victim->t.linked) {
         victim->removed = true;
@@ -286,8 +316,10 @@ Test(timer, random_deadlines_on_all_levels_fire_once_in_order_never_early,
 
     /* Mostly small steps, now and then a huge one. */
     uint64_t r = rng() % 100;
-    now += r < 70 ? log_rand(4) : r < 90 ? log_rand(12) : r < 98 ? log_rand(24)
-                                                                : log_rand(34);
+    now += r < 70   ? log_rand(4)
+           : r < 90 ? log_rand(12)
+           : r < 98 ? log_rand(24)
+                    : log_rand(34);
     size_t n = advance(&w, now);
     fired += n;
     linked -= n;
@@ -297,13 +329,14 @@ Test(timer, random_deadlines_on_all_levels_fire_once_in_order_never_early,
   cr_assert_eq(inserted, N);
   cr_assert_eq(fired + removed, N, "seed %llu", rec.seed);
   for (size_t i = 0; i < N; i++)
-    cr_assert_eq(e[i].fires, e[i].removed ? 0u : 1u, "entry %zu (seed %llu)",
-                 i, rec.seed);
+    cr_assert_eq(e[i].fires, e[i].removed ? 0u : 1u, "entry %zu (seed %llu)", i,
+                 rec.seed);
   cr_assert_eq(arbor__wheel_next(&w), UINT64_MAX);
   free(e);
 }
 
-Test(timer, remove_prevents_firing_and_removing_an_unlinked_entry_is_a_no_op)
+Test(timer, remove_prevents_firing_and_removing_an_unlinked_entry_is_a_no_op,
+     .timeout = 10)
 {
   struct arbor__wheel w;
   struct ent e[5] = {0}, never = {0};
@@ -371,7 +404,9 @@ Test(timer, a_periodic_timer_reinserted_from_fire_fires_at_each_period,
   cr_assert_eq(w.count, 0);
 }
 
-Test(timer, an_entry_inserted_from_fire_that_is_already_due_fires_in_the_same_advance)
+Test(timer,
+     an_entry_inserted_from_fire_that_is_already_due_fires_in_the_same_advance,
+     .timeout = 10)
 {
   struct arbor__wheel w;
   struct ent a = {0}, past = {0}, same = {0}, soon = {0}, later = {0};
@@ -400,7 +435,8 @@ Test(timer, an_entry_inserted_from_fire_that_is_already_due_fires_in_the_same_ad
   cr_assert_eq(later.fires, 1);
 }
 
-Test(timer, fire_may_remove_entries_of_its_own_batch_and_later_ones)
+Test(timer, fire_may_remove_entries_of_its_own_batch_and_later_ones,
+     .timeout = 10)
 {
   struct arbor__wheel w;
   struct ent a = {0}, b = {0}, c = {0}, d = {0};
@@ -504,7 +540,7 @@ Test(timer, many_entries_on_one_far_deadline_cascade_together, .timeout = 10)
   free(e);
 }
 
-Test(timer, count_tracks_inserts_removes_and_fires)
+Test(timer, count_tracks_inserts_removes_and_fires, .timeout = 10)
 {
   struct arbor__wheel w;
   struct ent e[4] = {0};
