@@ -73,8 +73,12 @@ static struct arbor__proc *new_record(arbor_rt *rt)
     pthread_mutex_lock(&rt->grow_lock);
     p = slot(rt, idx);
     if (p == NULL) {
-      struct arbor__proc *chunk = calloc(ARBOR__CHUNK_SIZE, sizeof(*chunk));
+      /* Cache-line aligned, so each record's hot lines are its own. */
+      struct arbor__proc *chunk =
+          aligned_alloc(64, ARBOR__CHUNK_SIZE * sizeof(*chunk));
 
+      if (chunk != NULL)
+        memset(chunk, 0, ARBOR__CHUNK_SIZE * sizeof(*chunk));
       if (chunk == NULL) {
         pthread_mutex_unlock(&rt->grow_lock);
         /* The index is lost; a later allocation in this chunk retries. */

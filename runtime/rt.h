@@ -120,21 +120,37 @@ enum {
  * freed only with the runtime, so a stale pid may always be looked up (and
  * then fails the generation check) without touching freed memory. */
 struct arbor__proc {
-  struct arbor__task task;
-  arbor_rt *rt;
-  uint32_t index;
-  uint32_t gen; /* generation of the current or last incarnation */
+  /* Cache line 0: the scheduler's part.  (The record is line-aligned.) */
+  alignas(64) struct arbor__task task;
+
+  /* Cache line 1: what a message hop touches -- lookup, mailbox, the
+   * receiver's private list and its wait checks. */
   /* The current pid, 0 while the record is free.  Release-stored after the
    * record is set up; pairs with the acquire in arbor__proc_ref(). */
   _Atomic uint64_t pid;
+  arbor_rt *rt;
+  /* Messages.  The mailbox head is written by senders; the rest only by the
+   * process itself (and by the exit path, once it cannot run again). */
+  struct arbor__mailbox mbox;
+  struct arbor__env *saved, *saved_tail; /* fetched, not yet received */
+  struct arbor__env *current;            /* what the last recv returned */
+  /* 0, or KILLED_BIT | (uint32_t)reason: set once, by the first exit signal
+   * that ends the process.  SeqCst: see message.c and signal.c. */
+  _Atomic uint64_t kill;
+  _Atomic uint32_t flags;     /* ARBOR__P_* */
+  _Atomic uint32_t wait_seq;  /* numbers each wait, for stale timers */
+
+  /* Cache line 2 onwards: the rest. */
+  _Atomic uint32_t fired_seq; /* the wait whose timer fired */
+  /* ARBOR__WAIT_TIMER while sleeping: its timer or a kill swaps it back
+   * to NONE and wakes it.  (A receive waits on the mailbox's BLOCKED tag.) */
+  _Atomic uint32_t waiting;
   /* One reference for being alive (or a zombie) plus one per lookup in
    * progress; whoever drops the last one recycles the record.  0 = free. */
   _Atomic uint32_t refs;
-  _Atomic uint32_t flags;  /* ARBOR__P_* */
-  _Atomic int reason;      /* exit reason, final once EXITED is set */
-  /* 0, or KILLED_BIT | (uint32_t)reason: set once, by the first exit signal
-   * that ends the process.  SeqCst with `waiting`: see signal.c. */
-  _Atomic uint64_t kill;
+  _Atomic int reason; /* exit reason, final once EXITED is set */
+  uint32_t index;
+  uint32_t gen; /* generation of the current or last incarnation */
   arbor_fn fn;
   void *arg;
   struct arbor__name *name; /* NULL: no name */
@@ -143,20 +159,9 @@ struct arbor__proc {
   struct arbor__defer defer_inline[ARBOR__DEFER_INLINE];
   struct arbor__proc *next_free;
 
-  /* Messages.  The mailbox head is written by senders; the rest only by the
-   * process itself (and by the exit path, once it cannot run again). */
-  struct arbor__mailbox mbox;
-  struct arbor__env *saved, *saved_tail; /* fetched, not yet received */
-  struct arbor__env *current;            /* what the last recv returned */
-  /* ARBOR__WAIT_TIMER while sleeping: its timer or a kill swaps it back
-   * to NONE and wakes it.  (A receive waits on the mailbox's BLOCKED tag.) */
-  _Atomic uint32_t waiting;
-  _Atomic uint32_t wait_seq;   /* numbers each wait, for stale timers */
-  _Atomic uint32_t fired_seq;  /* the wait whose timer fired */
-
   /* Links, monitors, registered name: under `lock`. */
-  _Atomic uint32_t lock;       /* a spinlock: held for a few instructions */
-  uint8_t dead;                /* no more links or monitors */
+  _Atomic uint32_t lock; /* a spinlock: held for a few instructions */
+  uint8_t dead;          /* no more links or monitors */
   struct arbor__link_set links;
   struct arbor__mon_set monitors; /* who monitors this process */
   struct arbor__mon_set watching; /* whom this process monitors (owner) */
