@@ -353,7 +353,8 @@ void arbor__sched_yield(void)
 
   t->reason = ARBOR__SWITCH_YIELD;
   arbor__ctx_jump(&t->ctx, &w->sched_ctx);
-  finish_pending(self_worker());
+  /* No finish_pending() here: a yielded task waits in the ring, never in
+   * the LIFO slot, so it is resumed by run(), never by a handoff. */
 }
 
 void arbor__sched_block(void)
