@@ -153,7 +153,7 @@ static int recv_core(arbor_msg *msg, const struct matcher *mt,
   struct arbor__proc *p = arbor__proc_current();
   struct arbor__tentry *timer = NULL;
   struct arbor__env *e;
-  uint32_t seq;
+  uint32_t seq, tgen = 0;
   int err = 0;
 
   if (p == NULL)
@@ -178,7 +178,7 @@ static int recv_core(arbor_msg *msg, const struct matcher *mt,
     }
     if (timeout_ms > 0 && timer == NULL) {
       timer = arbor__recv_timer_arm(
-          p, seq, arbor__now_ms() + 1 + (uint64_t)timeout_ms);
+          p, seq, arbor__now_ms() + 1 + (uint64_t)timeout_ms, &tgen);
       if (timer == NULL) {
         err = ARBOR_ENOMEM;
         break;
@@ -187,7 +187,7 @@ static int recv_core(arbor_msg *msg, const struct matcher *mt,
     wait_msg(p, seq);
   }
   if (timer != NULL)
-    arbor__recv_timer_disarm(p, timer);
+    arbor__recv_timer_disarm(p, timer, tgen);
   if (err != 0)
     return err;
   p->current = e;
@@ -226,7 +226,7 @@ int arbor_sleep(int64_t ms)
 {
   struct arbor__proc *p = arbor__proc_current();
   struct arbor__tentry *timer;
-  uint32_t seq;
+  uint32_t seq, tgen;
 
   if (p == NULL)
     return ARBOR_ENOTPROC;
@@ -237,12 +237,13 @@ int arbor_sleep(int64_t ms)
     return arbor_yield();
   seq = atomic_load_explicit(&p->wait_seq, memory_order_relaxed) + 1;
   atomic_store_explicit(&p->wait_seq, seq, memory_order_relaxed);
-  timer = arbor__recv_timer_arm(p, seq, arbor__now_ms() + 1 + (uint64_t)ms);
+  timer = arbor__recv_timer_arm(p, seq, arbor__now_ms() + 1 + (uint64_t)ms,
+                                &tgen);
   if (timer == NULL)
     return ARBOR_ENOMEM;
   while (atomic_load_explicit(&p->fired_seq, memory_order_acquire) != seq)
     wait_timer(p, seq);
-  arbor__recv_timer_disarm(p, timer);
+  arbor__recv_timer_disarm(p, timer, tgen);
   return 0;
 }
 

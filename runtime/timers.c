@@ -224,7 +224,8 @@ int64_t arbor__timers_deadline(void *ud, unsigned w)
 /* ---- receive and sleep timeouts ----------------------------------------------- */
 
 struct arbor__tentry *arbor__recv_timer_arm(struct arbor__proc *p,
-                                            uint32_t seq, uint64_t deadline)
+                                            uint32_t seq, uint64_t deadline,
+                                            uint32_t *gen)
 {
   arbor_rt *rt = p->rt;
   int w = p->task.worker; /* p is the caller: it runs on this worker */
@@ -237,15 +238,20 @@ struct arbor__tentry *arbor__recv_timer_arm(struct arbor__proc *p,
   e->pid = atomic_load_explicit(&p->pid, memory_order_relaxed);
   e->seq = seq;
   e->owner = (uint16_t)w;
+  *gen = e->gen;
   arbor__wheel_insert(&rt->local[w].wheel, &e->t, deadline);
   return e;
 }
 
-void arbor__recv_timer_disarm(struct arbor__proc *p, struct arbor__tentry *e)
+void arbor__recv_timer_disarm(struct arbor__proc *p, struct arbor__tentry *e,
+                              uint32_t gen)
 {
   arbor_rt *rt = p->rt;
   int w = p->task.worker;
-  uint64_t expect = estate(e, T_PENDING);
+  /* The generation from arm time: once this timer fired, its entry may
+   * have been freed and armed again by another process on this worker, and
+   * that timer must not be touched. */
+  uint64_t expect = tstate(gen, false, T_PENDING);
 
   if (w == (int)e->owner) {
     /* Still on the wheel we armed it on: unlink it now (a fired one has
@@ -258,7 +264,7 @@ void arbor__recv_timer_disarm(struct arbor__proc *p, struct arbor__tentry *e)
   }
   /* Moved to another worker: the owner frees it when it comes due. */
   atomic_compare_exchange_strong_explicit(&e->state, &expect,
-                                          estate(e, T_CANCELLED),
+                                          tstate(gen, false, T_CANCELLED),
                                           memory_order_acq_rel,
                                           memory_order_relaxed);
 }

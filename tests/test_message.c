@@ -586,3 +586,53 @@ Test(message, bad_names_are_rejected, .init = setup, .fini = teardown)
   join(pid);
   cr_expect_eq(arbor_register("late", pid), ARBOR_ESRCH);
 }
+
+/* Many processes sleeping 1 ms at a time on one worker: timers fire in the
+ * same advance, their entries are freed and re-armed by whichever process
+ * runs first.  A woken process must never disarm an entry that another
+ * process has armed again (this once left a sleeper asleep forever). */
+static atomic_long sleeps_done;
+
+static int sleeps_often(void *arg)
+{
+  long n = (long)(intptr_t)arg;
+
+  for (long i = 0; i < n; i++) {
+    if (arbor_sleep(1) != 0)
+      return 1;
+    atomic_fetch_add(&sleeps_done, 1);
+  }
+  return 0;
+}
+
+static int sleeps_and_receives(void *arg)
+{
+  long n = (long)(intptr_t)arg;
+  arbor_msg m;
+
+  for (long i = 0; i < n; i++) {
+    if (arbor_recv(&m, 1) != ARBOR_ETIMEDOUT)
+      return 1;
+    atomic_fetch_add(&sleeps_done, 1);
+  }
+  return 0;
+}
+
+Test(message, concurrent_sleepers_never_lose_a_timer, .timeout = 60)
+{
+  arbor_pid pids[12];
+
+  atomic_store(&sleeps_done, 0);
+  for (int round = 0; round < 2; round++) {
+    cr_assert_eq(arbor_rt_create(&rt, &(arbor_rt_opts){.workers =
+                                                          1u + round}),
+                 0);
+    for (int i = 0; i < 12; i++)
+      pids[i] = spawn_j(i % 3 == 0 ? sleeps_and_receives : sleeps_often,
+                        (void *)(intptr_t)150);
+    for (int i = 0; i < 12; i++)
+      cr_expect_eq(join(pids[i]), 0);
+    arbor_rt_destroy(rt);
+  }
+  cr_expect_eq(atomic_load(&sleeps_done), 2L * 12 * 150);
+}
