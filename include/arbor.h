@@ -573,6 +573,22 @@ ARBOR_API int arbor_timer_cancel(arbor_timer timer);
  * ARBOR_REASON_SHUTDOWN, which its own supervisor sees as a child exit.
  * Specs are plain data (write whole trees as static tables); a supervisor
  * copies its spec when it starts.
+ *
+ * A supervisor also stops in order when arbor_sup_stop() asks (it exits
+ * with ARBOR_NORMAL, as OTP's supervisor:stop, so a process linked to it is
+ * not taken down), when its parent exits (with the parent's reason; for a
+ * root started outside any process, an exit signal sent from outside any
+ * process counts as its parent's), and through auto_shutdown (with
+ * ARBOR_REASON_SHUTDOWN).  Exit signals from any other process are ignored,
+ * as in OTP.  Even a supervisor that is killed stops its children, in
+ * order, before its own exit is reported.
+ *
+ * The calls that name a supervisor work from any process or thread: they
+ * wait for its answer, and fail with ARBOR_ESRCH if it exits first (or is
+ * not a supervisor), ARBOR_EINVAL for pid 0, ARBOR_ENOMEM, or ARBOR_EDEADLK
+ * when made by the supervisor itself (from one of its event sinks, say) or
+ * by one of its workers before that worker's arbor_init_ack(), which the
+ * supervisor is waiting for.
  * ------------------------------------------------------------------------ */
 
 enum arbor_strategy {
@@ -654,7 +670,10 @@ typedef struct arbor_sup_error {
   /** The child at fault (index in its supervisor's children), or -1. */
   long child;
   /** ARBOR_ESTART: the id of the child whose start failed, and its
-   * reason (what it passed to arbor_init_ack() or exited with). */
+   * reason (what it passed to arbor_init_ack() or exited with).  A failure
+   * inside a nested supervisor gives the ids from this supervisor's child
+   * down to the one that failed, joined by '.' ("sub.worker"), cut to
+   * fit. */
   char id[ARBOR_ID_MAX];
   int reason;
 } arbor_sup_error;
@@ -663,7 +682,8 @@ typedef struct arbor_sup_error {
  * nested supervisor's children) has acknowledged its init.  If a static
  * child fails to start, the ones already started are stopped in reverse
  * order, and the call fails with ARBOR_ESTART and the child's id and reason
- * in *err.  Called from a process, the supervisor is linked to the caller;
+ * in *err.  Called from a process of rt, the supervisor is linked to the
+ * caller (a failed start unlinks first, so the caller is not taken down);
  * from any other thread, it is a root: wait for its exit with arbor_wait()
  * (it is spawned joinable).
  *
@@ -672,7 +692,8 @@ typedef struct arbor_sup_error {
  * @param[out] pid  The supervisor's pid; may be NULL.
  * @param[out] err  Details of a failure; may be NULL.
  * @return 0, ARBOR_EINVAL, ARBOR_EBADSPEC (nothing started), ARBOR_ESTART,
- *         ARBOR_ENOMEM or ARBOR_ESHUTDOWN.
+ *         ARBOR_ENOMEM, ARBOR_ESHUTDOWN or ARBOR_EDEADLK (from one of rt's
+ *         worker threads outside any process, such as an event sink).
  * @par Thread safety
  * Any thread.
  */
@@ -689,33 +710,41 @@ ARBOR_API int arbor_init_ack(int reason);
 
 /** Stop a supervisor tree in order (children in reverse start order, depth
  * first, each under its shutdown spec) and wait until the supervisor has
- * exited.
- * @return 0, ARBOR_EINVAL, ARBOR_ESRCH (not alive) or ARBOR_ETIMEDOUT (still
- *         stopping; timeout_ms < 0 waits forever).
+ * exited, with reason ARBOR_NORMAL.  A joinable root is not reaped: collect
+ * it with arbor_wait().
+ * @return 0, ARBOR_EINVAL, ARBOR_ESRCH (not alive), ARBOR_ETIMEDOUT (still
+ *         stopping; timeout_ms < 0 waits forever), ARBOR_ENOMEM or
+ *         ARBOR_EDEADLK.
  * @par Thread safety
  * Any thread, inside or outside a process. */
 ARBOR_API int arbor_sup_stop(arbor_pid sup, int64_t timeout_ms);
 
 /** Start a dynamic child, waiting for its init.
- * @return 0, ARBOR_EBADSPEC, ARBOR_EEXIST (duplicate id), ARBOR_ESTART,
- *         ARBOR_ESRCH (no such supervisor) or ARBOR_ENOMEM. */
+ * @return 0, ARBOR_EBADSPEC (also for a NULL spec), ARBOR_EEXIST (duplicate
+ *         id), ARBOR_ESTART, ARBOR_ESRCH (no such supervisor),
+ *         ARBOR_EINVAL, ARBOR_ENOMEM or ARBOR_EDEADLK. */
 ARBOR_API int arbor_sup_start_child(arbor_pid sup,
                                     const arbor_child_spec *spec,
                                     arbor_pid *child, arbor_sup_error *err);
 
 /** Stop a child under its shutdown spec; its spec is kept (unless it is
  * temporary), so it can be restarted.  Not counted as a restart or failure.
- * @return 0, ARBOR_ENOENT (no such id) or ARBOR_ESRCH. */
+ * Terminating a child that is not running is not an error.
+ * @return 0, ARBOR_ENOENT (no such id), ARBOR_ESRCH, ARBOR_EINVAL (id
+ *         NULL), ARBOR_ENOMEM or ARBOR_EDEADLK. */
 ARBOR_API int arbor_sup_terminate_child(arbor_pid sup, const char *id);
 
-/** Start again a child that was terminated.
- * @return 0, ARBOR_EBUSY (it is running), ARBOR_ENOENT, ARBOR_ESTART or
- *         ARBOR_ESRCH. */
+/** Start again a child that was terminated (not counted as a restart).
+ * @return 0, ARBOR_EBUSY (it is running, or its restart is pending),
+ *         ARBOR_ENOENT, ARBOR_ESTART, ARBOR_ESRCH, ARBOR_EINVAL,
+ *         ARBOR_ENOMEM or ARBOR_EDEADLK. */
 ARBOR_API int arbor_sup_restart_child(arbor_pid sup, const char *id,
                                       arbor_pid *child);
 
 /** Forget a terminated child's spec.
- * @return 0, ARBOR_EBUSY (it is running), ARBOR_ENOENT or ARBOR_ESRCH. */
+ * @return 0, ARBOR_EBUSY (it is running, or its restart is pending),
+ *         ARBOR_ENOENT, ARBOR_ESRCH, ARBOR_EINVAL, ARBOR_ENOMEM or
+ *         ARBOR_EDEADLK. */
 ARBOR_API int arbor_sup_delete_child(arbor_pid sup, const char *id);
 
 /** A child's state in arbor_child_info. */
@@ -729,13 +758,17 @@ typedef struct arbor_child_info {
   char id[ARBOR_ID_MAX];
   arbor_pid pid; /**< 0 unless running */
   int state;     /**< enum arbor_child_state */
+  /** The spec's values; shutdown_ms with its default resolved (5000 or
+   * ARBOR_SHUTDOWN_INFINITY). */
   int type, restart, shutdown_ms, significant;
-  uint64_t restarts; /**< times this child was restarted */
+  /** Times the supervisor restarted this child (each child of a group
+   * restart counts; arbor_sup_restart_child() does not). */
+  uint64_t restarts;
 } arbor_child_info;
 
 /** List a supervisor's children in start order: fills up to cap entries.
- * @return The number of children (may exceed cap), ARBOR_EINVAL or
- *         ARBOR_ESRCH. */
+ * @return The number of children (may exceed cap), ARBOR_EINVAL (out NULL
+ *         with cap > 0), ARBOR_ESRCH, ARBOR_ENOMEM or ARBOR_EDEADLK. */
 ARBOR_API int arbor_sup_which_children(arbor_pid sup, arbor_child_info *out,
                                        size_t cap);
 
@@ -743,13 +776,14 @@ typedef struct arbor_child_counts {
   int specs, active, supervisors, workers;
 } arbor_child_counts;
 
-/** Count a supervisor's children (as OTP's count_children).
- * @return 0, ARBOR_EINVAL or ARBOR_ESRCH. */
+/** Count a supervisor's children (as OTP's count_children: specs, running
+ * children, and specs of each type whether running or not).
+ * @return 0, ARBOR_EINVAL, ARBOR_ESRCH, ARBOR_ENOMEM or ARBOR_EDEADLK. */
 ARBOR_API int arbor_sup_count_children(arbor_pid sup,
                                        arbor_child_counts *out);
 
-/** Describe one child.  @return 0, ARBOR_ENOENT, ARBOR_EINVAL or
- * ARBOR_ESRCH. */
+/** Describe one child.  @return 0, ARBOR_ENOENT, ARBOR_EINVAL, ARBOR_ESRCH,
+ * ARBOR_ENOMEM or ARBOR_EDEADLK. */
 ARBOR_API int arbor_sup_get_childspec(arbor_pid sup, const char *id,
                                       arbor_child_info *out);
 
