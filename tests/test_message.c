@@ -523,6 +523,8 @@ Test(message, a_timer_racing_a_message_wakes_the_receiver_once,
 
 /* ---- names -------------------------------------------------------------------- */
 
+static atomic_int server_ready;
+
 static int named_server(void *arg)
 {
   arbor_msg m;
@@ -532,6 +534,9 @@ static int named_server(void *arg)
     return 1;
   if (arbor_register("other", arbor_self()) != ARBOR_EEXIST)
     return 2;
+  /* Only now may the test unregister the name (or the check above would
+   * race it). */
+  atomic_store(&server_ready, 1);
   if (arbor_recv(&m, -1) != 0 || m.tag != 5)
     return 3;
   return 0;
@@ -546,10 +551,13 @@ static int registers_taken(void *arg)
 Test(message, names_resolve_while_alive_and_are_freed_on_exit,
      .init = setup, .fini = teardown, .timeout = 10)
 {
-  arbor_pid pid = spawn_j(named_server, NULL), found = 0, other;
+  arbor_pid pid, found = 0, other;
 
-  while (arbor_whereis(rt, "server", &found) != 0)
+  atomic_store(&server_ready, 0);
+  pid = spawn_j(named_server, NULL);
+  while (!atomic_load(&server_ready))
     sched_yield();
+  cr_assert_eq(arbor_whereis(rt, "server", &found), 0);
   cr_expect_eq(found, pid);
   other = spawn_j(registers_taken, NULL);
   cr_expect_eq(join(other), 0);
@@ -558,9 +566,11 @@ Test(message, names_resolve_while_alive_and_are_freed_on_exit,
   cr_expect_eq(arbor_whereis(rt, "server", &found), ARBOR_ESRCH);
   cr_expect_eq(arbor_send_name(rt, "server", 5, NULL, 0), ARBOR_ESRCH);
   /* Free for the next process. */
+  atomic_store(&server_ready, 0);
   pid = spawn_j(named_server, NULL);
-  while (arbor_whereis(rt, "server", &found) != 0)
+  while (!atomic_load(&server_ready))
     sched_yield();
+  cr_assert_eq(arbor_whereis(rt, "server", &found), 0);
   cr_expect_eq(found, pid);
   cr_expect_eq(arbor_unregister(rt, "server"), 0);
   cr_expect_eq(arbor_unregister(rt, "server"), ARBOR_ESRCH);
