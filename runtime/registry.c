@@ -160,7 +160,7 @@ int arbor_register(const char *name, arbor_pid pid)
   }
   pthread_mutex_unlock(&rt->reg_lock);
   arbor__proc_unref(p);
-  if (err < 0) {
+  if (err != 0) {
     free(e);
     free(copy);
   }

@@ -470,7 +470,7 @@ int arbor_kill(arbor_pid pid, int reason)
     from = atomic_load_explicit(&self->pid, memory_order_relaxed);
   if (arbor__proc_ref(rt, pid, &t) != 0)
     return 0; /* already gone: nothing to do */
-  if (t == self && reason == ARBOR_NORMAL &&
+  if (self != NULL && t == self && reason == ARBOR_NORMAL &&
       !(atomic_load_explicit(&t->flags, memory_order_relaxed) &
         ARBOR__P_TRAP)) {
     /* Erlang: exit(self(), normal) ends the caller normally. */

@@ -153,7 +153,8 @@ static void copy_child(struct bump *b, struct cspec *d,
   if (d == NULL)
     return;
   memset(d, 0, sizeof(*d));
-  strcpy(d->id, c->id); /* validated: shorter than ARBOR_ID_MAX */
+  /* Validated: shorter than ARBOR_ID_MAX. */
+  memcpy(d->id, c->id, strlen(c->id) + 1);
   /* An id with no name characters would not make a process name. */
   d->seg = seg != NULL ? seg : has_name_char(c->id) ? d->id : "child";
   d->start = c->start;
@@ -502,7 +503,7 @@ static bool restart_allowed(struct arbor__sup *st)
   last = st->wlen > 0 ? &st->win[(st->whead + st->wlen - 1) % st->wcap] : NULL;
   if (last == NULL || last->ms != now) {
     if (st->wlen == st->wcap) {
-      size_t cap = st->wcap * 2;
+      size_t cap = st->wcap > 0 ? st->wcap * 2 : 4;
       struct bucket *w = malloc(cap * sizeof(*w));
 
       if (w != NULL) {
@@ -523,6 +524,7 @@ static bool restart_allowed(struct arbor__sup *st)
      * leaves the window a little early, which only matters when memory is
      * already exhausted. */
   }
+  arbor__assert(last != NULL); /* wcap >= 4 from sup_init on */
   last->n++;
   st->wsum++;
   return st->wsum <= (uint64_t)st->spec->intensity;

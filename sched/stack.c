@@ -124,11 +124,15 @@ static void budget_init(void)
 {
   FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
   uint64_t max = MAP_COUNT_DEFAULT;
-  uint64_t v;
+  char line[32], *end;
 
   if (f != NULL) {
-    if (fscanf(f, "%" SCNu64, &v) == 1 && v > 0)
-      max = v;
+    if (fgets(line, sizeof(line), f) != NULL) {
+      unsigned long long v = strtoull(line, &end, 10);
+
+      if (end != line && v > 0)
+        max = (uint64_t)v;
+    }
     (void)fclose(f); /* read-only: nothing to lose */
   }
   /* A guarded stack is two VMAs.  A limit too small for the reserve still
