@@ -172,8 +172,9 @@ void arbor__deliver(struct arbor__proc *p, arbor_pid to, struct arbor__env *e,
   e->to = to;
   switch (arbor__mailbox_push_mp(&p->mbox, e)) {
   case ARBOR__PUSH_WAKE:
-    /* Our CAS replaced BLOCKED: we are the one to wake it. */
-    arbor__sched_wake(&p->rt->sched, &p->task);
+    /* Our CAS replaced BLOCKED: we are the one to wake it, and it is off
+     * its stack (BLOCKED is only set after the switch away). */
+    arbor__sched_ready(&p->rt->sched, &p->task);
     break;
   case ARBOR__PUSH_CLOSED:
     arbor__env_free(p->rt, w, e);

@@ -1,15 +1,29 @@
 /* runtime/message.c -- sending, receiving (plain, by tag, by predicate) and
  * sleeping.
  *
- * Blocking.  A receiver that finds nothing swaps its mailbox from EMPTY to
- * BLOCKED (one CAS; if it fails, something arrived) and only then checks
- * its kill word and its timer once more before it parks.  A sender whose
- * push replaces BLOCKED wakes it; a killer or the receive's timer writes
- * its word and then tries to swap BLOCKED back to EMPTY, and wakes it if
- * that succeeds.  All of these are SeqCst on the one mailbox word or in a
- * store-then-CAS / CAS-then-load pattern, so no wakeup is lost, and exactly
- * one party wakes the receiver: a timer and a message racing for the same
- * wait resolve to one wake.
+ * Blocking.  A receiver that finds nothing switches away
+ * (arbor__sched_park()); then, off its stack, arbor__proc_park() swaps its
+ * mailbox from EMPTY to BLOCKED (one CAS; if it fails, something arrived
+ * and the receiver runs again) and only then checks its kill word and its
+ * timer once more.  A sender whose push replaces BLOCKED wakes it; a killer
+ * or the receive's timer writes its word and then tries to swap BLOCKED
+ * back to EMPTY, and wakes it if that succeeds.  All of these are SeqCst on
+ * the one mailbox word or in a store-then-CAS / CAS-then-load pattern, so
+ * no wakeup is lost, and exactly one party wakes the receiver: a timer and
+ * a message racing for the same wait resolve to one wake.  Since BLOCKED is
+ * only ever set once the receiver is off its stack, whoever takes it back
+ * can enqueue the receiver at once (arbor__sched_ready()).  A sleep does
+ * the same with its `waiting` word.
+ *
+ * Exactly one enqueue per wait: each BLOCKED (or TIMER) is taken back by
+ * exactly one party -- a waker, which enqueues, or the parking worker
+ * itself, which requeues -- and a process runs again only after its wait
+ * was taken back.  The parking worker may still be checking the kill word
+ * after a waker has already woken the process, which may by then be
+ * running, or waiting again, elsewhere; those checks read atomics of a
+ * type-stable record, and a take-back that hits a later wait is that
+ * wait's one take-back (the process is off its stack then too), so a late
+ * check costs at most a spurious wake, which every wait tolerates.
  *
  * Selective receive leaves the messages it skips, in order, in the
  * process's private list (`saved`), which every receive looks at first, so
@@ -117,33 +131,48 @@ static bool stop_waiting(struct arbor__proc *p, uint32_t seq)
          atomic_load_explicit(&p->fired_seq, memory_order_seq_cst) == seq;
 }
 
-/* Wait for a message, the timer of wait `seq`, or a kill.  Returns at once
- * if one of those has already happened. */
-static void wait_msg(struct arbor__proc *p, uint32_t seq)
+bool arbor__proc_park(struct arbor__task *t)
 {
-  if (!arbor__mailbox_block_sc(&p->mbox))
-    return; /* something arrived */
+  struct arbor__proc *p = arbor__container_of(t, struct arbor__proc, task);
+  /* Read while the process is surely off its stack and unclaimable: this
+   * wait's kind and number. */
+  uint32_t kind = p->park_kind;
+  uint32_t seq = atomic_load_explicit(&p->wait_seq, memory_order_relaxed);
+
+  if (kind == ARBOR__WAIT_MSG) {
+    /* Release (SeqCst) on success: publishes the switch away to whoever
+     * takes BLOCKED back (a sender's push, a killer's or timer's unblock). */
+    if (!arbor__mailbox_block_sc(&p->mbox))
+      return false; /* something arrived: run it again */
+    if (!stop_waiting(p, seq))
+      return true;
+    /* A kill or the timer came first.  If we take BLOCKED back, it is ours
+     * to run again; if not, a waker already has it. */
+    return !arbor__mailbox_unblock(&p->mbox);
+  }
+  /* A sleep.  SeqCst: as the mailbox CAS above; pairs with the exchange of
+   * a timer or killer in arbor__proc_wake_waiting() or timers.c. */
+  atomic_store_explicit(&p->waiting, ARBOR__WAIT_TIMER, memory_order_seq_cst);
   if (!stop_waiting(p, seq))
-    arbor__sched_block();
-  /* Take BLOCKED back if nobody did (we did not park, or a spurious
-   * return).  Usually the waker did: look before paying for a CAS. */
-  if (atomic_load_explicit(&p->mbox.head, memory_order_relaxed) ==
-      ARBOR__MB_BLOCKED)
-    arbor__mailbox_unblock(&p->mbox);
+    return true;
+  return atomic_exchange_explicit(&p->waiting, ARBOR__WAIT_NONE,
+                                  memory_order_acq_rel) == ARBOR__WAIT_NONE;
+}
+
+/* Wait for a message, the timer of wait `seq` (p->wait_seq), or a kill.
+ * Returns at once if one of those has already happened. */
+static void wait_msg(struct arbor__proc *p)
+{
+  p->park_kind = ARBOR__WAIT_MSG;
+  arbor__sched_park();
   arbor__proc_checkpoint(p);
 }
 
-/* Wait for the timer of wait `seq` or a kill (messages wait). */
-static void wait_timer(struct arbor__proc *p, uint32_t seq)
+/* Wait for the timer of wait p->wait_seq or a kill (messages wait). */
+static void wait_timer(struct arbor__proc *p)
 {
-  /* SeqCst: as the mailbox CAS in wait_msg(). */
-  atomic_store_explicit(&p->waiting, ARBOR__WAIT_TIMER, memory_order_seq_cst);
-  if (!stop_waiting(p, seq))
-    arbor__sched_block();
-  if (atomic_load_explicit(&p->waiting, memory_order_relaxed) !=
-      ARBOR__WAIT_NONE)
-    atomic_exchange_explicit(&p->waiting, ARBOR__WAIT_NONE,
-                             memory_order_acq_rel);
+  p->park_kind = ARBOR__WAIT_TIMER;
+  arbor__sched_park();
   arbor__proc_checkpoint(p);
 }
 
@@ -184,7 +213,7 @@ static int recv_core(arbor_msg *msg, const struct matcher *mt,
         break;
       }
     }
-    wait_msg(p, seq);
+    wait_msg(p);
   }
   if (timer != NULL)
     arbor__recv_timer_disarm(p, timer, tgen);
@@ -242,7 +271,7 @@ int arbor_sleep(int64_t ms)
   if (timer == NULL)
     return ARBOR_ENOMEM;
   while (atomic_load_explicit(&p->fired_seq, memory_order_acquire) != seq)
-    wait_timer(p, seq);
+    wait_timer(p);
   arbor__recv_timer_disarm(p, timer, tgen);
   return 0;
 }

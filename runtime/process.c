@@ -328,6 +328,7 @@ const struct arbor__sched_hooks arbor__proc_hooks = {
     .prestart = proc_prestart,
     .exited = proc_exited,
     .overflow = proc_overflow,
+    .park = arbor__proc_park,
     .maintain = arbor__timers_maintain,
     .next_deadline = arbor__timers_deadline,
     .ud = NULL, /* each runtime sets its own */
@@ -630,10 +631,12 @@ void arbor__proc_wake_all(arbor_rt *rt)
   for (uint32_t i = 0; i < n; i++) {
     struct arbor__proc *p = slot(rt, i);
 
-    /* A record being recycled or reused at the same time gets at worst a
-     * spurious wake, which every blocking call tolerates. */
+    /* Wakes it only if it is parked, taking its wait back (after the
+     * caller set shutting_down, which the park hook checks after committing
+     * a wait).  A record being recycled or reused at the same time gets at
+     * worst a spurious wake, which every blocking call tolerates. */
     if (p != NULL && atomic_load_explicit(&p->pid, memory_order_acquire) != 0)
-      arbor__sched_wake(&rt->sched, &p->task);
+      arbor__proc_wake_waiting(p);
   }
 }
 

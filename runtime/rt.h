@@ -145,6 +145,9 @@ struct arbor__proc {
   /* ARBOR__WAIT_TIMER while sleeping: its timer or a kill swaps it back
    * to NONE and wakes it.  (A receive waits on the mailbox's BLOCKED tag.) */
   _Atomic uint32_t waiting;
+  /* ARBOR__WAIT_MSG or _TIMER: what the process is parking for; written by
+   * the process, read by arbor__proc_park() right after it switched away. */
+  uint32_t park_kind;
   /* One reference for being alive (or a zombie) plus one per lookup in
    * progress; whoever drops the last one recycles the record.  0 = free. */
   _Atomic uint32_t refs;
@@ -342,6 +345,8 @@ void arbor__proc_notify_exit(struct arbor__proc *p, int reason);
 int arbor__spawn_link(struct arbor__proc *parent, struct arbor__proc *child,
                       bool link, uint64_t *monitor_ref);
 void arbor__proc_wake_waiting(struct arbor__proc *p);
+/* message.c: the park hook (see sched.h and message.c). */
+bool arbor__proc_park(struct arbor__task *t);
 void arbor__signals_fini(struct arbor__proc *p);
 
 /* registry.c */

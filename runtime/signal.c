@@ -103,7 +103,7 @@ void arbor__proc_wake_waiting(struct arbor__proc *p)
   if (arbor__mailbox_unblock(&p->mbox) ||
       atomic_exchange_explicit(&p->waiting, ARBOR__WAIT_NONE,
                                memory_order_seq_cst) != ARBOR__WAIT_NONE)
-    arbor__sched_wake(&p->rt->sched, &p->task);
+    arbor__sched_ready(&p->rt->sched, &p->task);
 }
 
 /* End p with reason (the first such signal wins). */

@@ -169,6 +169,15 @@ void arbor__sched_submit(struct arbor__sched *s, struct arbor__task *t)
   enqueue(s, t);
 }
 
+void arbor__sched_ready(struct arbor__sched *s, struct arbor__task *t)
+{
+  /* The caller's take-back of the wait word (an acquire RMW) pairs with
+   * the release RMW that committed it in the park hook, after the switch
+   * away: the task's saved context is visible, and the run queue passes it
+   * on to whoever runs the task. */
+  enqueue(s, t);
+}
+
 bool arbor__sched_wake(struct arbor__sched *s, struct arbor__task *t)
 {
   uint32_t st = ARBOR__TASK_WAITING;

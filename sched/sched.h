@@ -14,6 +14,15 @@
  *   WAITING --wake--> RUNNABLE (the waker enqueues it)
  *   RUNNING --exit: switch away for good--> DONE
  *
+ * Parking is the cheaper protocol runtime/ uses for every wait of a process
+ * (arbor__sched_park(), arbor__sched_ready()): the task switches away first,
+ * and only then, off its stack, the `park` hook commits the wait by setting
+ * runtime/'s own wait word (the mailbox's BLOCKED tag, say).  Whoever takes
+ * that word back afterwards owns the wakeup and knows the task is off its
+ * stack, so it enqueues it with no state CAS at all; the task-state word is
+ * not used (it stays RUNNING while parked).  Two atomic RMWs fewer per
+ * message hop than block/wake.
+ *
  * NOTIFIED is a bit on top: a wake that finds the task RUNNING or RUNNABLE
  * sets it, and the block that follows sees it and puts the task back in a
  * run queue instead of parking it.  Only the waker that moves a task out of
@@ -69,6 +78,7 @@ enum arbor__switch_reason {
   ARBOR__SWITCH_YIELD = 1,
   ARBOR__SWITCH_BLOCK = 2,
   ARBOR__SWITCH_EXIT = 3,
+  ARBOR__SWITCH_PARK = 4,
 };
 
 /* Calls into a process (runtime/) that a task makes between yields. */
@@ -95,6 +105,12 @@ struct arbor__sched_hooks {
    * err is 0, or the error of a failed stack allocation (then the return
    * value is ignored: the task cannot start). */
   int (*prestart)(struct arbor__task *t, int err);
+  /* After a switch away by arbor__sched_park(), off the task's stack:
+   * commit the wait.  true: the task is parked, and belongs to whoever
+   * takes its wait back (who makes it runnable with arbor__sched_ready());
+   * sched/ must not touch it again.  false: the wait is over already; the
+   * task is requeued. */
+  bool (*park)(struct arbor__task *t);
   /* The task is DONE and its stack released; runtime/ may recycle it.
    * Called on the worker's own stack. */
   void (*exited)(struct arbor__task *t);
@@ -195,6 +211,14 @@ void arbor__sched_yield(void);
 /* From inside a task: park until arbor__sched_wake().  May return early (a
  * wake that raced the block); callers loop on their own condition. */
 void arbor__sched_block(void);
+/* From inside a task: switch away and let the park hook commit the wait
+ * (see the top of this file).  Returns when the task runs again: after an
+ * arbor__sched_ready(), or at once if the hook said the wait was over. */
+void arbor__sched_park(void);
+/* Make runnable a task parked by arbor__sched_park() whose wait the caller
+ * has taken back (so no one else will).  Any thread. */
+void arbor__sched_ready(struct arbor__sched *s, struct arbor__task *t);
+
 /* From inside a task: end it.  Its stack is released after the switch. */
 _Noreturn void arbor__sched_exit(void);
 

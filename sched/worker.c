@@ -207,6 +207,16 @@ static void after_switch(struct arbor__worker *w, struct arbor__task *t)
                           memory_order_relaxed);
     arbor__runq_push_sp(w, t);
     break;
+  case ARBOR__SWITCH_PARK:
+    if (arbor__unlikely(
+            !arbor__stack_check(&t->stack, arbor__ctx_saved_sp(&t->ctx))))
+      overflowed(w, t);
+    /* Once the hook has committed the wait, t may be woken and run by
+     * another worker at any moment: do not touch it after a true. */
+    if (s->hooks.park(t))
+      break;
+    arbor__runq_push_sp(w, t);
+    break;
   case ARBOR__SWITCH_EXIT:
     if (arbor__unlikely(!arbor__stack_check(&t->stack, NULL)))
       overflowed(w, t);
@@ -372,6 +382,22 @@ void arbor__sched_block(void)
     arbor__ctx_jump(&t->ctx, &w->sched_ctx);
   }
   /* Resumed, perhaps on another worker. */
+  finish_pending(self_worker());
+}
+
+void arbor__sched_park(void)
+{
+  struct arbor__worker *w = self_worker();
+  struct arbor__task *t = w->current;
+  struct arbor__task *next = handoff_target(w);
+
+  t->reason = ARBOR__SWITCH_PARK;
+  if (next != NULL) {
+    w->pending = t; /* committed by `next` once we are off this stack */
+    arbor__ctx_jump(&t->ctx, &next->ctx);
+  } else {
+    arbor__ctx_jump(&t->ctx, &w->sched_ctx);
+  }
   finish_pending(self_worker());
 }
 
