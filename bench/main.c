@@ -83,7 +83,9 @@ static void help(void)
       "  --iters=N       warm runs per case (overrides the profile's)\n"
       "  --only=LIST     workloads to run, e.g. switch,spawn\n"
       "  --format=FMT    table (profiles), result (single workload), json, "
-      "csv\n"
+      "csv;\n"
+      "                  table, json and csv add the scaling figures "
+      "(below)\n"
       "  --progress, --quiet\n"
       "                  force the progress line on stderr on or off (default: "
       "on\n"
@@ -98,6 +100,15 @@ static void help(void)
       "workload checks its own result (ok=1); the exit status is 1 if any "
       "did not\n"
       "or a runtime call failed.\n"
+      "\n"
+      "Scaling: for each workload (and variant) run at 1 worker and at "
+      "other\n"
+      "counts, the throughput at k workers relative to 1 worker, median_1 "
+      "/\n"
+      "median_k (ideal: k).  The table prints it after the results; json "
+      "and csv\n"
+      "give it per case as speedup and ideal_speedup (null or empty "
+      "elsewhere).\n"
       "\n"
       "Workloads:\n");
   for (unsigned i = 0; i < bench_nworkloads; i++)
@@ -273,9 +284,9 @@ static void parse_args(int argc, char **argv, struct options *o)
     else if (strcmp(opt, "--workers") == 0) {
       o->nworkers = 0;
       split_list(opt, v, o, add_worker);
-    } else if (strcmp(opt, "--only") == 0)
+    } else if (strcmp(opt, "--only") == 0) {
       split_list(opt, v, o, add_only);
-    else
+    } else
       usage_error("unknown option '%s'", opt);
   }
 }
@@ -519,7 +530,7 @@ int main(int argc, char **argv)
   }
   bench_progress_end(runs, (double)(bench_now_ns() - start) / 1e9);
 
-  bench_report(o.format, &meta, results, plan.n);
+  bench_report(stdout, o.format, &meta, results, plan.n);
   for (unsigned i = 0; i < plan.n; i++)
     bench_result_free(&results[i]);
   free(results);
