@@ -196,6 +196,13 @@ size_t bench_scaling_series(const struct bench_result *r, size_t n,
  * NaN unless r[i] is a member of a series bench_scaling_series() reports. */
 double bench_speedup(const struct bench_result *r, size_t n, size_t i);
 
+/* plot.c */
+/* Writes a self-contained SVG to out: the per-op cost of every case (log
+ * scale) and the scaling curves with the ideal diagonal, titled with m.
+ * Returns 0, or -1 when writing failed (errno tells why). */
+int bench_plot_svg(FILE *out, const struct bench_meta *m,
+                   const struct bench_result *r, size_t n);
+
 /* The monotonic clock every workload times with, in nanoseconds. */
 static inline int64_t bench_now_ns(void)
 {
