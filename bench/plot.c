@@ -290,8 +290,11 @@ static void panel_cost(struct plot *p)
     p->y += 18;
   }
 
-  /* The scale: whole decades around the data, at least one. */
+  /* The scale: whole decades around the data, at least one, and half a
+   * decade at least below the shortest bar so that it still shows. */
   dlo = floor(log10(lo));
+  if (log10(lo) - dlo < 0.5)
+    dlo--;
   dhi = ceil(log10(hi));
   if (dhi <= dlo)
     dhi = dlo + 1;
