@@ -32,7 +32,7 @@ struct options {
   unsigned nworkers; /* 0: the profile's */
   bool only[64];     /* by registry index */
   bool only_set;
-  int progress; /* -1: the mode's default */
+  int progress;     /* -1: the mode's default */
   const char *plot; /* --plot FILE.svg, or NULL */
   const char *names[64];
   unsigned nnames;

@@ -121,8 +121,8 @@ static void series_name(const struct plot *p, const struct bench_result *r,
     others = p->r[i].c.wl == r->c.wl && p->r[i].c.variant == r->c.variant &&
              !bench_same_series(&p->r[i], r);
   if (r->c.variant->name != NULL)
-    len = (size_t)snprintf(buf, cap, "%s %s", r->c.wl->name,
-                           r->c.variant->name);
+    len =
+        (size_t)snprintf(buf, cap, "%s %s", r->c.wl->name, r->c.variant->name);
   else
     len = (size_t)snprintf(buf, cap, "%s", r->c.wl->name);
   if (others && len + 1 < cap) {
@@ -135,11 +135,11 @@ static void header(struct plot *p, const struct bench_meta *m)
 {
   char line[320];
 
-  snprintf(line, sizeof(line), "arbor-bench: Arbor %s, profile %s",
-           m->version, m->profile);
+  snprintf(line, sizeof(line), "arbor-bench: Arbor %s, profile %s", m->version,
+           m->profile);
   text(p->out, MARGIN, 30, "font-size=\"18\" font-weight=\"bold\"", line);
-  snprintf(line, sizeof(line), "%s, %u online CPUs; %s", m->cpu,
-           m->online_cpus, m->kernel);
+  snprintf(line, sizeof(line), "%s, %u online CPUs; %s", m->cpu, m->online_cpus,
+           m->kernel);
   text(p->out, MARGIN, 50, "fill=\"#444\"", line);
   snprintf(line, sizeof(line), "%s; %s; times are medians of the warm runs",
            m->date, m->build);
@@ -322,8 +322,8 @@ static void panel_cost(struct plot *p)
 
     if (isnan(ns) || ns <= 0 || !count_shown(r->c.sched, counts, ncounts))
       continue;
-    if (prev != NULL && (prev->c.wl != r->c.wl ||
-                         prev->c.variant != r->c.variant))
+    if (prev != NULL &&
+        (prev->c.wl != r->c.wl || prev->c.variant != r->c.variant))
       y += GROUP_GAP;
     prev = r;
     w = (log10(ns) - dlo) / (dhi - dlo) * (x1 - x0);
@@ -366,7 +366,7 @@ static void panel_cost(struct plot *p)
   free(counts);
 }
 
-/* ---- (b) scaling ---------------------------------------------------------- */
+/* ---- (b) scaling -------------------------------------------------------- */
 
 /* A step of 1, 2 or 5 times a power of ten giving at most `most` intervals
  * over [0, span]. */
@@ -487,8 +487,7 @@ static void panel_scaling(struct plot *p)
   fprintf(out,
           "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" "
           "transform=\"rotate(-90 %.1f %.1f)\">speed-up</text>\n",
-          (double)MARGIN + 8, (y0 + y1) / 2, (double)MARGIN + 8,
-          (y0 + y1) / 2);
+          (double)MARGIN + 8, (y0 + y1) / 2, (double)MARGIN + 8, (y0 + y1) / 2);
   fprintf(out,
           "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
           "stroke=\"#888\" stroke-width=\"1.5\" stroke-dasharray=\"6 4\">"

@@ -18,7 +18,7 @@
 
 #include "bench/bench.h"
 
-/* ---- fake workloads (never run: only their descriptions are read) --------- */
+/* ---- fake workloads (never run: only their descriptions are read) ------- */
 
 static const struct bench_param p_skynet[] = {{"size", 1000000, 10000, 2},
                                               {"div", 10, 10, 2}};
@@ -27,21 +27,33 @@ static const struct bench_variant v_plain[] = {{NULL, false, NULL}};
 static const struct bench_variant v_switch[] = {{"yield", false, NULL},
                                                 {"raw", true, NULL}};
 
-static const struct bench_workload wl_skynet = {
-    .name = "skynet", .params = p_skynet, .nparams = 2,
-    .variants = v_plain, .nvariants = 1};
-static const struct bench_workload wl_ring = {
-    .name = "ring", .params = p_n, .nparams = 1,
-    .variants = v_plain, .nvariants = 1};
-static const struct bench_workload wl_spawn = {
-    .name = "spawn", .params = p_n, .nparams = 1,
-    .variants = v_plain, .nvariants = 1};
-static const struct bench_workload wl_switch = {
-    .name = "switch", .params = p_n, .nparams = 1,
-    .variants = v_switch, .nvariants = 2, .max_sched = 1};
-static const struct bench_workload wl_memory = {
-    .name = "memory", .params = p_n, .nparams = 1,
-    .variants = v_plain, .nvariants = 1, .one_run = true};
+static const struct bench_workload wl_skynet = {.name = "skynet",
+                                                .params = p_skynet,
+                                                .nparams = 2,
+                                                .variants = v_plain,
+                                                .nvariants = 1};
+static const struct bench_workload wl_ring = {.name = "ring",
+                                              .params = p_n,
+                                              .nparams = 1,
+                                              .variants = v_plain,
+                                              .nvariants = 1};
+static const struct bench_workload wl_spawn = {.name = "spawn",
+                                               .params = p_n,
+                                               .nparams = 1,
+                                               .variants = v_plain,
+                                               .nvariants = 1};
+static const struct bench_workload wl_switch = {.name = "switch",
+                                                .params = p_n,
+                                                .nparams = 1,
+                                                .variants = v_switch,
+                                                .nvariants = 2,
+                                                .max_sched = 1};
+static const struct bench_workload wl_memory = {.name = "memory",
+                                                .params = p_n,
+                                                .nparams = 1,
+                                                .variants = v_plain,
+                                                .nvariants = 1,
+                                                .one_run = true};
 
 #define MAXR 32
 static struct bench_result res[MAXR];
@@ -164,8 +176,8 @@ static char *plot(const char *name)
 
 /* The line of text (from `from` on) that holds every one of the words;
  * copied into line.  Returns whether there is one. */
-static bool find_line(const char *text, const char *const *words,
-                      size_t nwords, char *line, size_t cap)
+static bool find_line(const char *text, const char *const *words, size_t nwords,
+                      char *line, size_t cap)
 {
   while (*text != '\0') {
     size_t len = strcspn(text, "\n");
@@ -262,7 +274,7 @@ Test(bench_report, per_op_ns)
   cr_assert_null(op);
 }
 
-/* ---- table and RESULT lines ----------------------------------------------- */
+/* ---- table and RESULT lines --------------------------------------------- */
 
 Test(bench_report, table_scaling_section)
 {
@@ -275,8 +287,8 @@ Test(bench_report, table_scaling_section)
   cr_assert_not_null(scaling, "no scaling section in:\n%s", out);
   cr_assert_not_null(strstr(out, "Fake \"CPU\", 3 GHz"), "%s", out);
   cr_assert(find_line(scaling,
-                      (const char *[]){"skynet", " 4 ", "50.000", "2.00x",
-                                       "4x", "50%"},
+                      (const char *[]){"skynet", " 4 ", "50.000", "2.00x", "4x",
+                                       "50%"},
                       6, line, sizeof(line)),
             "%s", scaling);
   cr_assert(find_line(scaling,
@@ -290,8 +302,8 @@ Test(bench_report, table_scaling_section)
                       6, line, sizeof(line)),
             "%s", scaling);
   cr_assert(find_line(scaling,
-                      (const char *[]){"ring", " 2 ", "0.50x", " 2x", "25%"},
-                      5, line, sizeof(line)),
+                      (const char *[]){"ring", " 2 ", "0.50x", " 2x", "25%"}, 5,
+                      line, sizeof(line)),
             "%s", scaling);
   /* Sorted by workers within the series. */
   cr_assert_lt(strstr(scaling, "100.000"), strstr(scaling, "62.500"));
@@ -332,7 +344,7 @@ Test(bench_report, result_lines_only)
   free(out);
 }
 
-/* ---- CSV ------------------------------------------------------------------ */
+/* ---- CSV ---------------------------------------------------------------- */
 
 /* Splits one CSV record (RFC 4180 quoting) starting at *p; stores up to
  * `max` unquoted fields in f and advances *p past the record's line break.
@@ -421,7 +433,7 @@ Test(bench_report, csv_shape)
   free(out);
 }
 
-/* ---- JSON: a small validating parser ---------------------------------------- */
+/* ---- JSON: a small validating parser ------------------------------------ */
 
 struct json {
   const char *s;
@@ -626,8 +638,8 @@ Test(bench_report, json_shape)
                      "%s", o);
   free(o);
   o = json_object(out, "skynet", 2, "\"size\": 1000,");
-  cr_assert_not_null(
-      strstr(o, "\"speedup\": null, \"ideal_speedup\": null,"), "%s", o);
+  cr_assert_not_null(strstr(o, "\"speedup\": null, \"ideal_speedup\": null,"),
+                     "%s", o);
   free(o);
   o = json_object(out, "spawn", 2, "\"n\": 1000");
   cr_assert_not_null(strstr(o, "\"time_ms\": null"), "%s", o);
@@ -639,7 +651,7 @@ Test(bench_report, json_shape)
   free(out);
 }
 
-/* ---- SVG: a small well-formedness checker -------------------------------- */
+/* ---- SVG: a small well-formedness checker ------------------------------- */
 
 static bool name_char(char c)
 {
@@ -670,12 +682,12 @@ static size_t xml_ref(const char *s)
 /* Why text is not one well-formed XML element (after an optional
  * declaration) named root, or NULL when it is; counts the elements named
  * count_name. */
-#define XML_CHECK(cond, ...)                                                   \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      snprintf(why, sizeof(why), __VA_ARGS__);                                 \
-      return why;                                                              \
-    }                                                                          \
+#define XML_CHECK(cond, ...)                   \
+  do {                                         \
+    if (!(cond)) {                             \
+      snprintf(why, sizeof(why), __VA_ARGS__); \
+      return why;                              \
+    }                                          \
   } while (0)
 
 static const char *xml_check(const char *text, const char *root,
@@ -887,7 +899,8 @@ Test(bench_report, checkers_reject_malformed)
   cr_assert_eq(k, 1);
   cr_assert_not_null(xml_check("<svg><g></svg>", "svg", "g", &k));
   cr_assert_not_null(xml_check("<svg><g>", "svg", "g", &k));
-  cr_assert_not_null(xml_check("<svg><text>a & b</text></svg>", "svg", "g", &k));
+  cr_assert_not_null(
+      xml_check("<svg><text>a & b</text></svg>", "svg", "g", &k));
   cr_assert_not_null(xml_check("<svg x=1></svg>", "svg", "g", &k));
   cr_assert_not_null(xml_check("<svg></svg><svg></svg>", "svg", "g", &k));
   cr_assert_not(json_value(&j));
