@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 #include <arbor.h>
@@ -168,11 +169,39 @@ void bench_extra_per_op(struct bench_extras *x, const char *key, const char *op,
 
 /* report.c */
 void bench_meta_collect(struct bench_meta *m, const char *profile);
-void bench_report(enum bench_format f, const struct bench_meta *m,
+/* Prints r[0..n) to out in format f (--format=table adds the scaling
+ * section after the table; result prints only RESULT lines). */
+void bench_report(FILE *out, enum bench_format f, const struct bench_meta *m,
                   const struct bench_result *r, size_t n);
 int bench_format_params(const struct bench_case *c, bool with_variant,
                         char *buf, size_t cap);
 void bench_case_label(const struct bench_case *c, char *buf, size_t cap);
+/* The time per operation in ns (the "ns_per_<op>" extra that
+ * bench_extra_per_op() adds), *op naming the operation; NaN, *op NULL, when
+ * the case has none (no median, or a workload not timed per operation). */
+double bench_per_op_ns(const struct bench_result *r, const char **op);
+/* Whether a and b differ only in their worker count (and iters): same
+ * workload, variant and parameters.  Such results form a scaling series. */
+bool bench_same_series(const struct bench_result *a,
+                       const struct bench_result *b);
+/* The scaling series that r[first] opens: when no earlier result is of the
+ * same series and the series has a usable result (timed, ok, with a median)
+ * at one worker and at another count, stores the indices of its usable
+ * results in idx (room for n), sorted by worker count, and returns how many;
+ * returns 0 otherwise. */
+size_t bench_scaling_series(const struct bench_result *r, size_t n,
+                            size_t first, size_t *idx);
+/* Throughput of r[i] relative to one worker: the median of its series at one
+ * worker divided by its own median (1.0 for the one-worker case itself).
+ * NaN unless r[i] is a member of a series bench_scaling_series() reports. */
+double bench_speedup(const struct bench_result *r, size_t n, size_t i);
+
+/* plot.c */
+/* Writes a self-contained SVG to out: the per-op cost of every case (log
+ * scale) and the scaling curves with the ideal diagonal, titled with m.
+ * Returns 0, or -1 when writing failed (errno tells why). */
+int bench_plot_svg(FILE *out, const struct bench_meta *m,
+                   const struct bench_result *r, size_t n);
 
 /* The monotonic clock every workload times with, in nanoseconds. */
 static inline int64_t bench_now_ns(void)

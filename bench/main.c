@@ -32,7 +32,8 @@ struct options {
   unsigned nworkers; /* 0: the profile's */
   bool only[64];     /* by registry index */
   bool only_set;
-  int progress; /* -1: the mode's default */
+  int progress;     /* -1: the mode's default */
+  const char *plot; /* --plot FILE.svg, or NULL */
   const char *names[64];
   unsigned nnames;
   const char *kv[64];
@@ -83,7 +84,13 @@ static void help(void)
       "  --iters=N       warm runs per case (overrides the profile's)\n"
       "  --only=LIST     workloads to run, e.g. switch,spawn\n"
       "  --format=FMT    table (profiles), result (single workload), json, "
-      "csv\n"
+      "csv;\n"
+      "                  table, json and csv add the scaling figures "
+      "(below)\n"
+      "  --plot=FILE     also draw the results as an SVG picture in FILE: "
+      "the cost\n"
+      "                  per operation of every case and the scaling "
+      "curves\n"
       "  --progress, --quiet\n"
       "                  force the progress line on stderr on or off (default: "
       "on\n"
@@ -98,6 +105,15 @@ static void help(void)
       "workload checks its own result (ok=1); the exit status is 1 if any "
       "did not\n"
       "or a runtime call failed.\n"
+      "\n"
+      "Scaling: for each workload (and variant) run at 1 worker and at "
+      "other\n"
+      "counts, the throughput at k workers relative to 1 worker, median_1 "
+      "/\n"
+      "median_k (ideal: k).  The table prints it after the results; json "
+      "and csv\n"
+      "give it per case as speedup and ideal_speedup (null or empty "
+      "elsewhere).\n"
       "\n"
       "Workloads:\n");
   for (unsigned i = 0; i < bench_nworkloads; i++)
@@ -273,9 +289,13 @@ static void parse_args(int argc, char **argv, struct options *o)
     else if (strcmp(opt, "--workers") == 0) {
       o->nworkers = 0;
       split_list(opt, v, o, add_worker);
-    } else if (strcmp(opt, "--only") == 0)
+    } else if (strcmp(opt, "--only") == 0) {
       split_list(opt, v, o, add_only);
-    else
+    } else if (strcmp(opt, "--plot") == 0) {
+      if (*v == '\0')
+        usage_error("--plot needs a file name");
+      o->plot = v;
+    } else
       usage_error("unknown option '%s'", opt);
   }
 }
@@ -479,6 +499,7 @@ int main(int argc, char **argv)
   struct plan plan = {NULL, 0, 0};
   struct bench_result *results;
   struct bench_meta meta;
+  FILE *plot = NULL;
   bool single, all_ok = true;
   long online = sysconf(_SC_NPROCESSORS_ONLN);
   int64_t start;
@@ -504,6 +525,13 @@ int main(int argc, char **argv)
     return 2;
   }
 
+  /* Opened before the runs, so that a bad path fails now rather than after
+   * minutes of benchmarking. */
+  if (o.plot != NULL && (plot = fopen(o.plot, "w")) == NULL) {
+    fprintf(stderr, "arbor-bench: --plot: cannot write %s: %s\n", o.plot,
+            strerror(errno));
+    return 2;
+  }
   bench_meta_collect(&meta, profile_name[o.profile]);
   results = calloc(plan.n, sizeof(*results));
   if (results == NULL) {
@@ -519,7 +547,20 @@ int main(int argc, char **argv)
   }
   bench_progress_end(runs, (double)(bench_now_ns() - start) / 1e9);
 
-  bench_report(o.format, &meta, results, plan.n);
+  bench_report(stdout, o.format, &meta, results, plan.n);
+  if (plot != NULL) {
+    int err = bench_plot_svg(plot, &meta, results, plan.n);
+
+    if (fclose(plot) != 0)
+      err = -1;
+    if (err < 0) {
+      fprintf(stderr, "arbor-bench: --plot: writing %s failed: %s\n", o.plot,
+              strerror(errno));
+      all_ok = false;
+    } else if (o.progress >= 0 ? o.progress == 1 : !single) {
+      fprintf(stderr, "arbor-bench: plot written to %s\n", o.plot);
+    }
+  }
   for (unsigned i = 0; i < plan.n; i++)
     bench_result_free(&results[i]);
   free(results);

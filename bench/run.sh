@@ -2,7 +2,8 @@
 # bench/run.sh -- build Arbor in Release mode and run the benchmark suite's
 # default profile (the README's main job): progress on stderr, a results
 # table on stdout.  Installs what it needs on Debian 12 when run as root.
-# Extra arguments go to arbor-bench (e.g. --format=result, --profile=full).
+# Extra arguments go to arbor-bench (e.g. --format=result, --profile=full,
+# --plot bench.svg).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${ARBOR_BENCH_DIR:-$here/build-release}
