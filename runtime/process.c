@@ -302,10 +302,12 @@ static void proc_exited(struct arbor__task *t)
   }
   if ((f & ARBOR__P_JOINABLE) == 0)
     arbor__proc_unref(p);
-  /* SeqCst: pairs with the store of shutting_down in arbor_rt_shutdown();
-   * the last exit either sees the flag and signals, or shutdown sees 0. */
-  if (atomic_fetch_sub_explicit(&rt->live, 1, memory_order_seq_cst) == 1 &&
-      atomic_load_explicit(&rt->shutting_down, memory_order_seq_cst)) {
+  /* Counted out on this worker (exits always run on one).  During shutdown
+   * every exit pokes the waiter, which sums the count again; an exit that
+   * misses the flag is seen by the waiter's next periodic sum (see
+   * arbor_rt_shutdown()), so no fence is needed here. */
+  arbor__live_add(rt, t->worker, -1);
+  if (atomic_load_explicit(&rt->shutting_down, memory_order_relaxed)) {
     pthread_mutex_lock(&rt->life_lock);
     pthread_cond_broadcast(&rt->life_cv);
     pthread_mutex_unlock(&rt->life_lock);
@@ -380,14 +382,17 @@ int arbor__spawn_ex(arbor_rt *rt, arbor_pid *pid_out, arbor_fn fn, void *arg,
   } else if (self != NULL) {
     name = arbor__name_ref(self->name);
   }
-  /* SeqCst: pairs with arbor_rt_shutdown(); either shutdown sees this
-   * process counted, or we see shutdown begun. */
-  atomic_fetch_add_explicit(&rt->live, 1, memory_order_seq_cst);
-  if (atomic_load_explicit(&rt->shutting_down, memory_order_seq_cst)) {
+  w = arbor__worker_of(rt, self);
+  /* Count it, then look for shutdown.  The SeqCst fence pairs with the one
+   * in arbor_rt_shutdown() between its store of shutting_down and its sum
+   * of the live count: either shutdown sees this process counted, or we
+   * see shutdown begun. */
+  arbor__live_add(rt, w, 1);
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load_explicit(&rt->shutting_down, memory_order_relaxed)) {
     err = ARBOR_ESHUTDOWN;
     goto fail;
   }
-  w = arbor__worker_of(rt, self);
   p = record_alloc(rt, w);
   if (p == NULL) {
     err = ARBOR_ENOMEM;
@@ -450,7 +455,7 @@ int arbor__spawn_ex(arbor_rt *rt, arbor_pid *pid_out, arbor_fn fn, void *arg,
   return 0;
 
 fail:
-  atomic_fetch_sub_explicit(&rt->live, 1, memory_order_seq_cst);
+  arbor__live_add(rt, w, -1);
   arbor__name_unref(name);
   return err;
 }

@@ -188,6 +188,10 @@ struct arbor__proc_cache {
   unsigned nenvs;
   struct arbor__tentry *tfree; /* free timer entries */
   unsigned ntfree;
+  /* This worker's share of the live count: processes spawned here, and
+   * processes that ended here (or failed to spawn here).  Written only by
+   * the worker, read by anyone (see arbor__rt_live_sum()). */
+  _Atomic uint64_t spawned, ended;
   struct arbor__wheel wheel; /* this worker's timers */
 };
 
@@ -206,7 +210,8 @@ struct arbor_rt {
   struct arbor__proc *free; /* under free_lock */
   _Atomic size_t nfree;     /* written under free_lock; read as a hint */
 
-  /* Live processes.  SeqCst: pairs with shutting_down (see shutdown). */
+  /* Processes spawned from threads that are not rt's workers (minus their
+   * failed spawns): the shared part of the live count (see runtime.c). */
   alignas(64) _Atomic int64_t live;
   alignas(64) _Atomic int shutting_down;
 
@@ -263,6 +268,28 @@ struct arbor__tentry {
 
 /* runtime.c */
 arbor_rt *arbor__rt_of_pid(arbor_pid pid);
+/* The number of live processes: rt->live plus every worker's share. */
+int64_t arbor__rt_live_sum(const arbor_rt *rt);
+/* Count a process in (+1, at spawn) or out (-1, at exit or a failed
+ * spawn), from worker w of rt, or w = -1 from any other thread (which only
+ * spawns).  A worker writes only its own counters, with plain stores: no
+ * RMW on a line that all workers would bounce between them.  Ordering
+ * against shutting_down is the caller's (see runtime.c). */
+static inline void arbor__live_add(arbor_rt *rt, int w, int64_t d)
+{
+  if (w >= 0) {
+    _Atomic uint64_t *c = d > 0 ? &rt->local[w].spawned : &rt->local[w].ended;
+
+    /* Release: an `ended` that a summer reads with acquire brings the
+     * matching spawn's count with it (it happened before the process ran,
+     * through the run queue), so a sum never counts an exit without its
+     * spawn. */
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_release);
+  } else {
+    atomic_fetch_add_explicit(&rt->live, d, memory_order_relaxed);
+  }
+}
 
 /* process.c */
 extern const struct arbor__sched_hooks arbor__proc_hooks;

@@ -1,11 +1,20 @@
 /* runtime/runtime.c -- the runtime's life cycle: options, create, shutdown,
  * destroy, and the read-only queries.
  *
- * Shutdown is a handshake on two SeqCst words: it sets shutting_down and
- * then waits for live to reach 0, while spawn counts itself in live before
- * it checks shutting_down, and the last exit checks shutting_down after it
- * counts itself out.  So no spawn slips past a shutdown, and the last exit
- * always finds the shutdown waiting (or shutdown finds nothing to wait for).
+ * Shutdown sets shutting_down and then waits for the live count to reach
+ * 0, while spawn counts itself in before it checks shutting_down, with a
+ * SeqCst fence between the two on each side: so no spawn slips past a
+ * shutdown.  The live count is sharded, one share per worker written only
+ * by that worker plus a shared atomic for spawns from other threads, so
+ * that spawn and exit never bounce a line between workers.  A process may
+ * be spawned on one worker and end on another, so each worker counts both
+ * (spawned, ended) and only the totals mean something.  The sum reads every
+ * `ended` first (acquire) and every `spawned` after, so it never counts an
+ * exit without its spawn: it is never below the number of processes
+ * alive.  Taken after the fence, it counts every spawn that succeeded, so
+ * a sum of 0 means every process has ended.  Exits during shutdown signal the waiter, which also
+ * sums again every few milliseconds, in case an exit's count and the
+ * waiter's sum crossed without seeing each other.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -179,9 +188,19 @@ int arbor_rt_shutdown(arbor_rt *rt)
     /* Processes that are running or runnable notice at their next runtime
      * call or first run; blocked ones need a wake to notice. */
     arbor__proc_wake_all(rt);
+    atomic_thread_fence(memory_order_seq_cst); /* see the top of the file */
     pthread_mutex_lock(&rt->life_lock);
-    while (atomic_load_explicit(&rt->live, memory_order_seq_cst) > 0)
-      pthread_cond_wait(&rt->life_cv, &rt->life_lock);
+    while (arbor__rt_live_sum(rt) > 0) {
+      struct timespec until;
+
+      clock_gettime(CLOCK_REALTIME, &until);
+      until.tv_nsec += 2 * 1000 * 1000;
+      if (until.tv_nsec >= 1000 * 1000 * 1000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000 * 1000 * 1000;
+      }
+      pthread_cond_timedwait(&rt->life_cv, &rt->life_lock, &until);
+    }
     pthread_mutex_unlock(&rt->life_lock);
     arbor__sched_stop(&rt->sched);
     rt->stopped = 1;
@@ -228,11 +247,25 @@ int arbor_rt_workers(const arbor_rt *rt)
   return rt != NULL ? (int)rt->nworkers : ARBOR_EINVAL;
 }
 
+int64_t arbor__rt_live_sum(const arbor_rt *rt)
+{
+  uint64_t ended = 0, spawned = 0;
+
+  /* Acquire: pairs with the release in arbor__live_add(); see the top of
+   * this file for why ended is read first. */
+  for (unsigned w = 0; w < rt->nworkers; w++)
+    ended += atomic_load_explicit(&rt->local[w].ended, memory_order_acquire);
+  for (unsigned w = 0; w < rt->nworkers; w++)
+    spawned += atomic_load_explicit(&rt->local[w].spawned, memory_order_acquire);
+  return (int64_t)(spawned - ended) +
+         atomic_load_explicit(&rt->live, memory_order_acquire);
+}
+
 int64_t arbor_rt_live(const arbor_rt *rt)
 {
   if (rt == NULL)
     return ARBOR_EINVAL;
-  return atomic_load_explicit(&rt->live, memory_order_relaxed);
+  return arbor__rt_live_sum(rt);
 }
 
 int arbor_rt_stats(const arbor_rt *rt, arbor_worker_stats *out, unsigned n)
