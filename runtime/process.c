@@ -111,15 +111,34 @@ static struct arbor__proc *record_alloc(arbor_rt *rt, int w)
     return p;
   }
   if (atomic_load_explicit(&rt->nfree, memory_order_relaxed) != 0) {
+    /* A worker takes a batch at once: when processes are spawned on one
+     * worker and end on another, this runs once per batch rather than once
+     * per spawn. */
+    unsigned take = w >= 0 ? LOCAL_FREE_MAX / 4 : 1, n = 1;
+    struct arbor__proc *last;
+
     pthread_mutex_lock(&rt->free_lock);
-    p = rt->free;
+    p = last = rt->free;
     if (p != NULL) {
-      rt->free = p->next_free;
-      atomic_fetch_sub_explicit(&rt->nfree, 1, memory_order_relaxed);
+      while (n < take && last->next_free != NULL) {
+        last = last->next_free;
+        n++;
+      }
+      rt->free = last->next_free;
+      atomic_fetch_sub_explicit(&rt->nfree, n, memory_order_relaxed);
+      last->next_free = NULL;
+    } else {
+      n = 0;
     }
     pthread_mutex_unlock(&rt->free_lock);
-    if (p != NULL)
+    if (p != NULL) {
+      if (n > 1) {
+        rt->local[w].head = p->next_free;
+        rt->local[w].tail = last;
+        rt->local[w].n += n - 1;
+      }
       return p;
+    }
   }
   return new_record(rt);
 }
@@ -133,15 +152,21 @@ static void record_free(arbor_rt *rt, struct arbor__proc *p)
   if (w >= 0) {
     struct arbor__proc_cache *c = &rt->local[w];
 
+    if (c->head == NULL)
+      c->tail = p;
     p->next_free = c->head;
     c->head = p;
     if (++c->n <= LOCAL_FREE_MAX)
       return;
-    /* Give half back in one batch, for spawners on other threads. */
-    struct arbor__proc *first = c->head, *last = first;
-    for (unsigned i = 1; i < LOCAL_FREE_MAX / 2; i++)
-      last = last->next_free;
-    c->head = last->next_free;
+    /* Give the older half back in one batch, for spawners on other
+     * threads; keep the records freed last, whose lines are still in this
+     * core's cache. */
+    struct arbor__proc *keep = c->head, *first, *last = c->tail;
+    for (unsigned i = 1; i < c->n - LOCAL_FREE_MAX / 2; i++)
+      keep = keep->next_free;
+    first = keep->next_free;
+    keep->next_free = NULL;
+    c->tail = keep;
     c->n -= LOCAL_FREE_MAX / 2;
     pthread_mutex_lock(&rt->free_lock);
     last->next_free = rt->free;

@@ -182,7 +182,8 @@ struct arbor__proc {
 
 /* What one worker keeps for itself, touched only by that worker. */
 struct arbor__proc_cache {
-  alignas(64) struct arbor__proc *head; /* free process records */
+  alignas(64) struct arbor__proc *head; /* free process records, newest */
+  struct arbor__proc *tail;             /* oldest (valid while head is set) */
   unsigned n;
   struct arbor__env *envs; /* free inline envelopes */
   unsigned nenvs;
