@@ -163,8 +163,9 @@ enum arbor_overflow_action {
    * do not run, its stack is unmapped, its links and monitors are notified,
    * its supervisor may restart it, and its worker goes on with other
    * processes.  (The program aborts instead, as with ARBOR_OVERFLOW_ABORT,
-   * when the overflow cannot be recovered from: inside the runtime while it
-   * holds one of its own locks, or in a supervisor process.) */
+   * when the overflow cannot be recovered from: inside one of the runtime's
+   * critical sections, inside the C library, which may hold a lock of its
+   * own, or in a supervisor process; see README "Faults and limits".) */
   ARBOR_OVERFLOW_EXIT = 0,
   /** Print the process's pid, name and stack size on stderr, then abort(). */
   ARBOR_OVERFLOW_ABORT = 1,
@@ -233,7 +234,7 @@ typedef struct arbor_worker_stats {
  * catch stack overflows; every other fault goes on to the action that was
  * installed before the first runtime was created (a handler is called, the
  * default action kills the program).  That action is restored when the last
- * runtime is destroyed, unless it was replaced meanwhile.
+ * runtime is shut down (or destroyed), unless it was replaced meanwhile.
  * @par Thread safety
  * Any thread.
  */
