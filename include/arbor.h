@@ -50,7 +50,8 @@ extern "C" {
   XX(ENOENT, -ENOENT, "no such child")                                         \
   XX(EBUSY, -EBUSY, "child is running")                                        \
   XX(EBADSPEC, -4004, "invalid supervisor or child spec")                      \
-  XX(ESTART, -4005, "a child failed to start")
+  XX(ESTART, -4005, "a child failed to start")                                \
+  XX(ESTACKOVERFLOW, -4006, "stack overflow")
 
 /** Error codes.  POSIX-meaning codes are -errno; the rest sit below -4000. */
 enum arbor_errno {
@@ -96,9 +97,12 @@ ARBOR_API const char *arbor_err_name(int err);
 /** A DOWN for a monitor of a process that did not exist. */
 #define ARBOR_REASON_NOPROC (-5004)
 
+/* A process that runs off its stack ends with ARBOR_ESTACKOVERFLOW (see
+ * enum arbor_overflow_action). */
+
 /** A readable name for a reason: "normal", "shutdown", "killed", "kill",
- * "noproc", an error code's name, or "user" for the application's own.
- * Never NULL. */
+ * "noproc", "stack_overflow", an error code's name, or "user" for the
+ * application's own.  Never NULL. */
 ARBOR_API const char *arbor_reason_name(int reason);
 
 /* ------------------------------------------------------------------------
@@ -147,7 +151,25 @@ typedef struct arbor_rt_opts {
   /** Seed of the work-stealing victim choice; 0 = taken from the clock.
    * With workers = 1 and a fixed seed, scheduling is deterministic. */
   uint64_t seed;
+  /** What a stack overflow caught by a guard page does: an enum
+   * arbor_overflow_action; 0 = ARBOR_OVERFLOW_EXIT.  A slab stack (no guard
+   * page) always aborts (see README "Faults and limits"). */
+  int on_stack_overflow;
 } arbor_rt_opts;
+
+/** What happens when a process runs off its stack into its guard page. */
+enum arbor_overflow_action {
+  /** The process ends at once with reason ARBOR_ESTACKOVERFLOW: its defers
+   * do not run, its stack is unmapped, its links and monitors are notified,
+   * its supervisor may restart it, and its worker goes on with other
+   * processes.  (The program aborts instead, as with ARBOR_OVERFLOW_ABORT,
+   * when the overflow cannot be recovered from: inside one of the runtime's
+   * critical sections, inside the C library, which may hold a lock of its
+   * own, or in a supervisor process; see README "Faults and limits".) */
+  ARBOR_OVERFLOW_EXIT = 0,
+  /** Print the process's pid, name and stack size on stderr, then abort(). */
+  ARBOR_OVERFLOW_ABORT = 1,
+};
 
 /** Per-spawn options.  Zero-initialise; zero fields mean "default". */
 typedef struct arbor_spawn_opts {
@@ -206,6 +228,13 @@ typedef struct arbor_worker_stats {
  *         ARBOR_ENOMEM, or ARBOR_EAGAIN (a worker thread could not start).
  * @par Ownership
  * The caller owns *rt and must arbor_rt_destroy() it.
+ * @par Signals
+ * While any runtime exists, the library handles SIGSEGV and SIGBUS (with
+ * SA_ONSTACK, on an alternate signal stack it gives each worker thread) to
+ * catch stack overflows; every other fault goes on to the action that was
+ * installed before the first runtime was created (a handler is called, the
+ * default action kills the program).  That action is restored when the last
+ * runtime is shut down (or destroyed), unless it was replaced meanwhile.
  * @par Thread safety
  * Any thread.
  */

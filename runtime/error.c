@@ -45,6 +45,8 @@ const char *arbor_reason_name(int reason)
     return "kill";
   case ARBOR_REASON_NOPROC:
     return "noproc";
+  case ARBOR_ESTACKOVERFLOW:
+    return "stack_overflow";
   default:
     return reason > 0 ? "user" : arbor_err_name(reason);
   }

@@ -15,12 +15,17 @@
  * and the worker frees its stack and calls proc_exited().  Being asked to
  * end (shutdown now, kill later) is noticed at the next runtime call
  * (checkpoint()) or before the first run, never by unwinding user frames.
+ * The one exception is a crash: a stack overflow caught at the guard page
+ * (sched/fault.c) leaves the process's stack for good, and the worker calls
+ * proc_crashed(), which ends it without running its defers and then goes
+ * the same way, through proc_exited().
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "runtime/rt.h"
 
@@ -143,12 +148,9 @@ static struct arbor__proc *record_alloc(arbor_rt *rt, int w)
   return new_record(rt);
 }
 
-static void record_free(arbor_rt *rt, struct arbor__proc *p)
+/* Push p on worker w's free list (w >= 0) or the runtime's. */
+static void record_push(arbor_rt *rt, struct arbor__proc *p, int w)
 {
-  int w = arbor__local_worker(rt);
-
-  if (p->gen == UINT32_MAX)
-    return; /* retired: its next pid would repeat an old one */
   if (w >= 0) {
     struct arbor__proc_cache *c = &rt->local[w];
 
@@ -181,6 +183,20 @@ static void record_free(arbor_rt *rt, struct arbor__proc *p)
   rt->free = p;
   atomic_fetch_add_explicit(&rt->nfree, 1, memory_order_relaxed);
   pthread_mutex_unlock(&rt->free_lock);
+}
+
+/* May run on a process's stack (the last unref of a lookup): a critical
+ * section, since a half-pushed free list or a held free_lock would break
+ * every later spawn. */
+static void record_free(arbor_rt *rt, struct arbor__proc *p)
+{
+  int w = arbor__local_worker(rt);
+
+  if (p->gen == UINT32_MAX)
+    return; /* retired: its next pid would repeat an old one */
+  arbor__crit_enter();
+  record_push(rt, p, w);
+  arbor__crit_exit();
 }
 
 /* Tear an exited incarnation down and put the record up for reuse. */
@@ -343,15 +359,59 @@ static void proc_exited(struct arbor__task *t)
   }
 }
 
+/* One line for every overflow that aborts: a slab canary found at a switch,
+ * or a guard page hit with ARBOR_OVERFLOW_ABORT or that cannot be recovered
+ * from.  The latter runs in a signal handler on the overflowing process's
+ * worker, so this avoids stdio (whose lock that process may hold) and
+ * malloc: snprintf into a buffer on the (alternate) stack, then write(). */
 static void proc_overflow(struct arbor__task *t)
 {
   struct arbor__proc *p = proc_of(t);
+  char line[ARBOR_NAME_MAX + 128];
+  int n;
 
-  fprintf(stderr,
-          "arbor: stack overflow in process %#llx (%s), stack size %zu "
-          "bytes: aborting\n",
-          (unsigned long long)atomic_load(&p->pid),
-          p->name != NULL ? p->name->s : "unnamed", t->stack.size);
+  n = snprintf(
+      line, sizeof(line),
+      "arbor: stack overflow in process %#llx (%s), stack size %zu "
+      "bytes: aborting\n",
+      (unsigned long long)atomic_load_explicit(&p->pid, memory_order_relaxed),
+      p->name != NULL ? p->name->s : "unnamed", t->stack.size);
+  if (n > (int)sizeof(line) - 1)
+    n = (int)sizeof(line) - 1;
+  for (int off = 0; n > off;) {
+    ssize_t k = write(STDERR_FILENO, line + off, (size_t)(n - off));
+
+    if (k <= 0 && errno != EINTR)
+      break;
+    if (k > 0)
+      off += (int)k;
+  }
+}
+
+/* A guard-page overflow ended the process where it stood (sched/fault.c):
+ * nothing of it may run again -- not its defers either, whose stack is
+ * gone -- so it is marked as ending, given its reason, and then exits as
+ * any other process does: one notification per link and monitor, its
+ * registered name dropped, its mailbox drained, its waiters woken, a
+ * joinable zombie keeping the reason, the record recycled. */
+static void proc_crashed(struct arbor__task *t, int why)
+{
+  struct arbor__proc *p = proc_of(t);
+
+  arbor__assert(why == ARBOR__CRASH_STACK_OVERFLOW);
+  atomic_fetch_or_explicit(&p->flags, ARBOR__P_EXITING, memory_order_relaxed);
+  atomic_store_explicit(&p->reason, ARBOR_ESTACKOVERFLOW,
+                        memory_order_relaxed);
+  proc_exited(t);
+}
+
+/* Asked by the fault handler, on the overflowing process's own worker:
+ * a supervisor cannot end without its defer (supervisor.c's sup_cleanup,
+ * which stops its children in order and frees its state), so an overflow
+ * in one aborts the program instead. */
+static bool proc_recoverable(struct arbor__task *t)
+{
+  return proc_of(t)->sup_state == NULL;
 }
 
 const struct arbor__sched_hooks arbor__proc_hooks = {
@@ -360,6 +420,8 @@ const struct arbor__sched_hooks arbor__proc_hooks = {
     .exited = proc_exited,
     .overflow = proc_overflow,
     .park = arbor__proc_park,
+    .crashed = proc_crashed,
+    .recoverable = proc_recoverable,
     .maintain = arbor__timers_maintain,
     .next_deadline = arbor__timers_deadline,
     .ud = NULL, /* each runtime sets its own */
@@ -412,6 +474,9 @@ int arbor__spawn_ex(arbor_rt *rt, arbor_pid *pid_out, arbor_fn fn, void *arg,
     name = arbor__name_ref(self->name);
   }
   w = arbor__worker_of(rt, self);
+  /* From being counted in `live` to being queued, the new process must not
+   * be left half made: a lost one would keep shutdown waiting forever. */
+  arbor__crit_enter();
   /* Count it, then look for shutdown.  The SeqCst fence pairs with the one
    * in arbor_rt_shutdown() between its store of shutting_down and its sum
    * of the live count: either shutdown sees this process counted, or we
@@ -474,6 +539,7 @@ int arbor__spawn_ex(arbor_rt *rt, arbor_pid *pid_out, arbor_fn fn, void *arg,
     *pid_out = pid;
   arbor__sched_count_spawn();
   arbor__sched_submit(&rt->sched, &p->task);
+  arbor__crit_exit();
   if (self != NULL && --self->task.budget == 0) {
     /* Spawning is a runtime call like any other: a process that spawns in
      * a loop lets the others (its children first) run now and then. */
@@ -484,6 +550,7 @@ int arbor__spawn_ex(arbor_rt *rt, arbor_pid *pid_out, arbor_fn fn, void *arg,
 
 fail:
   arbor__live_add(rt, w, -1);
+  arbor__crit_exit();
   arbor__name_unref(name);
   return err;
 }

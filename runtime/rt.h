@@ -321,9 +321,11 @@ static inline void arbor__proc_checkpoint(struct arbor__proc *p)
 }
 
 /* A process's spinlock (see signal.c for what it guards).  Acquire: pairs
- * with the release in arbor__proc_unlock(). */
+ * with the release in arbor__proc_unlock().  Held, it is a runtime critical
+ * section: a stack overflow meanwhile aborts (sched/fault.c). */
 static inline void arbor__proc_lock(struct arbor__proc *p)
 {
+  arbor__crit_enter();
   while (atomic_exchange_explicit(&p->lock, 1, memory_order_acquire) != 0)
     while (atomic_load_explicit(&p->lock, memory_order_relaxed) != 0)
       ;
@@ -332,6 +334,7 @@ static inline void arbor__proc_lock(struct arbor__proc *p)
 static inline void arbor__proc_unlock(struct arbor__proc *p)
 {
   atomic_store_explicit(&p->lock, 0, memory_order_release);
+  arbor__crit_exit();
 }
 
 /* Spawn with the supervisor field set before the child can run. */

@@ -77,6 +77,9 @@ static int validate(const arbor_rt_opts *o, unsigned *workers)
     return ARBOR_EINVAL;
   if (o->stack_cache > MAX_STACK_CACHE)
     return ARBOR_EINVAL;
+  if (o->on_stack_overflow != ARBOR_OVERFLOW_EXIT &&
+      o->on_stack_overflow != ARBOR_OVERFLOW_ABORT)
+    return ARBOR_EINVAL;
   *workers = n;
   return 0;
 }
@@ -137,6 +140,7 @@ int arbor_rt_create(arbor_rt **out, const arbor_rt_opts *opts)
       .stack_cache = opts->stack_cache != 0 ? opts->stack_cache
                                             : DEFAULT_STACK_CACHE,
       .seed = opts->seed,
+      .on_overflow = opts->on_stack_overflow,
   };
   err = arbor__sched_init(&rt->sched, &so, &hooks);
   if (err < 0)

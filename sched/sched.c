@@ -14,6 +14,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "sched/fault.h"
+
 void *arbor__worker_main(void *arg);
 
 static uint64_t splitmix64(uint64_t *x)
@@ -37,6 +39,7 @@ int arbor__sched_init(struct arbor__sched *s,
   memset(s, 0, sizeof(*s));
   s->nworkers = n;
   s->hooks = *hooks;
+  s->on_overflow = opts->on_overflow;
   err = arbor__stack_pool_init(&s->stacks, opts->stack_mode, opts->stack_size);
   if (err < 0)
     return err;
@@ -83,6 +86,9 @@ fail:
 
 int arbor__sched_start(struct arbor__sched *s)
 {
+  /* Before any worker runs a task that could overflow. */
+  arbor__fault_install();
+  s->fault_handler = true;
   for (unsigned i = 0; i < s->nworkers; i++) {
     char name[16];
 
@@ -108,6 +114,10 @@ void arbor__sched_stop(struct arbor__sched *s)
   for (unsigned i = 0; i < s->nthreads; i++)
     pthread_join(s->threads[i], NULL);
   s->nthreads = 0;
+  if (s->fault_handler) {
+    arbor__fault_uninstall();
+    s->fault_handler = false;
+  }
 }
 
 void arbor__sched_fini(struct arbor__sched *s)

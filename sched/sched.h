@@ -13,6 +13,8 @@
  *   RUNNING --block: switch away, then on the scheduler stack--> WAITING
  *   WAITING --wake--> RUNNABLE (the waker enqueues it)
  *   RUNNING --exit: switch away for good--> DONE
+ *   RUNNING --crash (a stack overflow caught at the guard page, see
+ *             fault.c): the signal handler switches away for good--> DONE
  *
  * Parking is the cheaper protocol runtime/ uses for every wait of a process
  * (arbor__sched_park(), arbor__sched_ready()): the task switches away first,
@@ -79,6 +81,21 @@ enum arbor__switch_reason {
   ARBOR__SWITCH_BLOCK = 2,
   ARBOR__SWITCH_EXIT = 3,
   ARBOR__SWITCH_PARK = 4,
+  /* Set by the fault handler (fault.c), never by the task's own code: the
+   * task overflowed its stack and must never run again. */
+  ARBOR__SWITCH_CRASH = 5,
+};
+
+/* Why a task crashed (the `why` of hooks.crashed). */
+enum arbor__crash {
+  ARBOR__CRASH_STACK_OVERFLOW = 1,
+};
+
+/* What a guard-page overflow does; the values match the public enum
+ * arbor_overflow_action. */
+enum arbor__overflow_mode {
+  ARBOR__OVERFLOW_EXIT = 0,
+  ARBOR__OVERFLOW_ABORT = 1,
 };
 
 /* Calls into a process (runtime/) that a task makes between yields. */
@@ -115,8 +132,20 @@ struct arbor__sched_hooks {
    * Called on the worker's own stack. */
   void (*exited)(struct arbor__task *t);
   /* A stack overflow was detected at a switch (slab canary or stack pointer
-   * below the stack): describe the task on stderr; the program then aborts. */
+   * below the stack), or caught at the guard page when the task cannot be
+   * ended alone: describe the task on stderr in one line; the program then
+   * aborts.  May run in a signal handler, on the task's worker: it must be
+   * async-signal-safe in practice (no stdio, no locks). */
   void (*overflow)(struct arbor__task *t);
+  /* The task crashed (enum arbor__crash): it is DONE, will never run again,
+   * and its stack is discarded (unmapped, never reused).  End it without
+   * running any more of its code, then as exited().  Called on the worker's
+   * own stack.  May be NULL: a crash then aborts as overflow() does. */
+  void (*crashed)(struct arbor__task *t, int why);
+  /* From the fault handler, on the task's worker, before a crash: false if
+   * ending the task alone would break runtime/'s invariants (the program
+   * then aborts).  Async-signal-safe.  May be NULL (always true). */
+  bool (*recoverable)(struct arbor__task *t);
   /* Fire worker w's due timers; returns how many fired.  Called every few
    * ticks and before the worker parks.  May be NULL. */
   size_t (*maintain)(void *ud, unsigned w);
@@ -132,6 +161,7 @@ struct arbor__sched_opts {
   int stack_mode;       /* enum arbor__stack_mode */
   unsigned stack_cache; /* per worker */
   uint64_t seed;        /* victim choice; 0 = clock */
+  int on_overflow;      /* enum arbor__overflow_mode */
 };
 
 struct arbor__worker;   /* private to sched/ */
@@ -167,6 +197,8 @@ struct arbor__sched {
   struct arbor__stack_pool stacks;
   pthread_t *threads;
   unsigned nthreads; /* started */
+  int on_overflow; /* enum arbor__overflow_mode */
+  bool fault_handler; /* arbor__fault_install() done by start, not undone */
 
   alignas(64) struct arbor__inject inject;
   alignas(64) struct arbor__idle idle;
@@ -228,6 +260,17 @@ struct arbor__task *arbor__sched_current(void);
 struct arbor__sched *arbor__sched_self(void);
 /* Index of the calling worker, or -1 on a foreign thread. */
 int arbor__sched_worker_index(void);
+
+/* Runtime critical sections, for the stack overflow handler (fault.c): a
+ * per-thread depth, raised around runtime locks taken on a process's stack
+ * and around updates that must not be left half done (so far: process
+ * spinlocks, spawning, recycling a record).  A guard-page overflow at depth
+ * > 0 cannot be recovered from (a lock would stay held), so the handler
+ * aborts instead of ending the process.  Out of line on purpose: a task
+ * may migrate between a switch and the next call, and the compiler must
+ * not reuse the thread-local address it computed before. */
+void arbor__crit_enter(void);
+void arbor__crit_exit(void);
 
 /* Counters of worker i (see arbor_worker_stats in arbor.h). */
 struct arbor__worker_stats {

@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "sched/fault.h"
+
 _Thread_local struct arbor__worker *arbor__tls_worker
     __attribute__((tls_model("initial-exec")));
 
@@ -228,6 +230,21 @@ static void after_switch(struct arbor__worker *w, struct arbor__task *t)
     t->started = 0;
     s->hooks.exited(t);
     break;
+  case ARBOR__SWITCH_CRASH:
+    /* A guard-page overflow (fault.c): the handler jumped here from its
+     * alternate stack, and the task's stack must never be used again. */
+    if (s->hooks.crashed == NULL)
+      overflowed(w, t);
+    /* Release, as for an exit: pairs with the acq_rel RMWs of a late
+     * arbor__sched_wake(), which then finds the task DONE. */
+    atomic_exchange_explicit(&t->state, ARBOR__TASK_DONE,
+                             memory_order_release);
+    arbor__ctx_destroy(&t->ctx);
+    arbor__stack_discard(&s->stacks, &t->stack);
+    t->stack.kind = ARBOR__STACK_NONE;
+    t->started = 0;
+    s->hooks.crashed(t, ARBOR__CRASH_STACK_OVERFLOW);
+    break;
   default:
     arbor__panic(__FILE__, __LINE__, "a task switched away without a reason");
   }
@@ -286,8 +303,11 @@ static void finish_pending(struct arbor__worker *w)
   struct arbor__task *t = w->pending;
 
   if (t != NULL) {
-    w->pending = NULL;
+    /* Cleared after, not before: until t is finished, an overflow of the
+     * stack we run on must not be taken for one that can be recovered from
+     * (fault.c looks at `pending`). */
     after_switch(w, t);
+    w->pending = NULL;
   }
 }
 
@@ -328,6 +348,7 @@ void *arbor__worker_main(void *arg)
   struct arbor__sched *s = w->sched;
 
   arbor__tls_worker = w;
+  arbor__fault_thread_start();
   arbor__ctx_init_thread(&w->sched_ctx);
   while (!atomic_load_explicit(&s->stop, memory_order_acquire)) {
     struct arbor__task *t = find_local(w);
@@ -352,6 +373,7 @@ void *arbor__worker_main(void *arg)
       arbor__park(w, next_deadline(w));
     arbor__idle_from_parked(w);
   }
+  arbor__fault_thread_stop();
   arbor__tls_worker = NULL;
   return NULL;
 }
