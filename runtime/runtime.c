@@ -198,10 +198,10 @@ int arbor_rt_shutdown(arbor_rt *rt)
       struct timespec until;
 
       clock_gettime(CLOCK_REALTIME, &until);
-      until.tv_nsec += 2 * 1000 * 1000;
-      if (until.tv_nsec >= 1000 * 1000 * 1000) {
+      until.tv_nsec += 2000000L; /* 2 ms */
+      if (until.tv_nsec >= 1000000000L) {
         until.tv_sec++;
-        until.tv_nsec -= 1000 * 1000 * 1000;
+        until.tv_nsec -= 1000000000L;
       }
       pthread_cond_timedwait(&rt->life_cv, &rt->life_lock, &until);
     }
