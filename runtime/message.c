@@ -117,14 +117,18 @@ static bool stop_waiting(struct arbor__proc *p, uint32_t seq)
          atomic_load_explicit(&p->fired_seq, memory_order_seq_cst) == seq;
 }
 
-/* Wait for a message, the timer of wait `seq`, or a kill.  Returns at once
- * if one of those has already happened. */
-static void wait_msg(struct arbor__proc *p, uint32_t seq)
+/* Wait for a message, the timer of wait `seq`, or a kill, hibernated if
+ * `hib`.  Returns at once if one of those has already happened. */
+static void wait_msg(struct arbor__proc *p, uint32_t seq, bool hib)
 {
   if (!arbor__mailbox_block_sc(&p->mbox))
     return; /* something arrived */
-  if (!stop_waiting(p, seq))
-    arbor__sched_block();
+  if (!stop_waiting(p, seq)) {
+    if (hib)
+      arbor__sched_hibernate();
+    else
+      arbor__sched_block();
+  }
   /* Take BLOCKED back if nobody did (we did not park, or a spurious
    * return).  Usually the waker did: look before paying for a CAS. */
   if (atomic_load_explicit(&p->mbox.head, memory_order_relaxed) ==
@@ -184,7 +188,7 @@ static int recv_core(arbor_msg *msg, const struct matcher *mt,
         break;
       }
     }
-    wait_msg(p, seq);
+    wait_msg(p, seq, false);
   }
   if (timer != NULL)
     arbor__recv_timer_disarm(p, timer, tgen);
@@ -220,6 +224,46 @@ int arbor_recv_match(arbor_msg *msg, arbor_match_fn match, void *arg,
   if (match == NULL)
     return arbor__proc_current() != NULL ? ARBOR_EINVAL : ARBOR_ENOTPROC;
   return recv_core(msg, &mt, timeout_ms);
+}
+
+/* Hibernation: a receive that waits with its stack released (see
+ * arbor__sched_hibernate()), and takes nothing.  It waits for any message,
+ * including one a selective receive passed over, as Erlang's hibernate
+ * does; it frees the last received envelope first, so that a sleeping
+ * process holds no more than its record and the live part of its stack. */
+static int match_none(const arbor_msg *m, void *arg)
+{
+  (void)m;
+  (void)arg;
+  return 0;
+}
+
+int arbor_hibernate(void)
+{
+  static const struct matcher none = {2, 0, match_none, NULL};
+  struct arbor__proc *p = arbor__proc_current();
+  uint32_t seq;
+
+  if (p == NULL)
+    return ARBOR_ENOTPROC;
+  arbor__proc_checkpoint(p);
+  if (p->current != NULL) {
+    arbor__env_free(p->rt, p->task.worker, p->current);
+    p->current = NULL;
+  }
+  /* A wait of its own, so that no earlier receive's fired timer counts. */
+  seq = atomic_load_explicit(&p->wait_seq, memory_order_relaxed) + 1;
+  atomic_store_explicit(&p->wait_seq, seq, memory_order_relaxed);
+  for (;;) {
+    /* Takes nothing: fetches what has arrived, and drops what was sent to
+     * an earlier incarnation of the record, which must not wake us. */
+    (void)take(p, &none);
+    if (p->saved != NULL)
+      break;
+    wait_msg(p, seq, true);
+  }
+  spend(p);
+  return 0;
 }
 
 int arbor_sleep(int64_t ms)

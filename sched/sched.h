@@ -20,6 +20,11 @@
  * WAITING enqueues it, so a task is never queued twice.  A task is parked
  * only after the switch away from its stack (Go's park_m): until then it is
  * RUNNING and no other worker can pick it.
+ *
+ * Hibernation is a block that also releases the stack: after the switch
+ * away and before the task is published as WAITING, the live part of its
+ * stack is copied to the heap (task->hib) and its pages are given back;
+ * whichever worker runs it next copies it back first, in prepare().
  */
 #ifndef ARBOR_SCHED_SCHED_H
 #define ARBOR_SCHED_SCHED_H
@@ -69,6 +74,7 @@ enum arbor__switch_reason {
   ARBOR__SWITCH_YIELD = 1,
   ARBOR__SWITCH_BLOCK = 2,
   ARBOR__SWITCH_EXIT = 3,
+  ARBOR__SWITCH_HIBERNATE = 4, /* a block that also releases the stack */
 };
 
 /* Calls into a process (runtime/) that a task makes between yields. */
@@ -83,6 +89,9 @@ struct arbor__task {
   uint8_t started;           /* the context has been made */
   uint16_t budget;           /* runtime calls left before a forced yield */
   uint16_t worker;           /* index of the worker running it (while it runs) */
+  /* While hibernated: the live part of its stack (arbor__stack_hibernate()),
+   * put back by the worker that runs it next; NULL otherwise. */
+  void *hib;
 };
 
 /* What sched/ asks of runtime/. */
@@ -155,6 +164,9 @@ struct arbor__sched {
   alignas(64) struct arbor__inject inject;
   alignas(64) struct arbor__idle idle;
   alignas(64) _Atomic int stop; /* SeqCst: pairs with the check before park */
+  /* Tasks hibernated right now.  Relaxed: a statistic, it publishes
+   * nothing; exact once the tasks it counts are at rest. */
+  alignas(64) _Atomic int64_t hibernated;
 };
 
 int arbor__sched_init(struct arbor__sched *s,
@@ -195,6 +207,12 @@ void arbor__sched_yield(void);
 /* From inside a task: park until arbor__sched_wake().  May return early (a
  * wake that raced the block); callers loop on their own condition. */
 void arbor__sched_block(void);
+/* From inside a task: as arbor__sched_block(), and while it is parked its
+ * stack is hibernated: the live part is copied to the heap and every page
+ * is given back, then put back at the same address before it runs again.
+ * Where that cannot be done (no memory for the copy; the ucontext back end,
+ * which does not expose the saved stack pointer) it is a plain block. */
+void arbor__sched_hibernate(void);
 /* From inside a task: end it.  Its stack is released after the switch. */
 _Noreturn void arbor__sched_exit(void);
 
@@ -213,5 +231,22 @@ void arbor__sched_stats(const struct arbor__sched *s, unsigned i,
                         struct arbor__worker_stats *out);
 /* Count a spawn on the calling worker (statistics only). */
 void arbor__sched_count_spawn(void);
+
+/* Tasks hibernated right now (a snapshot). */
+static inline int64_t arbor__sched_hibernated(const struct arbor__sched *s)
+{
+  return atomic_load_explicit(&s->hibernated, memory_order_relaxed);
+}
+
+/* Whether every worker has gone to sleep for lack of work (a snapshot): no
+ * task is running or runnable then, and every task that blocked has been
+ * parked (and hibernated).  For tests and benchmarks. */
+static inline bool arbor__sched_all_parked(const struct arbor__sched *s)
+{
+  /* The number of workers awake is the idle state's upper half.  SeqCst:
+   * the idle state's own vocabulary (see park.c). */
+  return (atomic_load_explicit(&s->idle.state, memory_order_seq_cst) >> 16) ==
+         0;
+}
 
 #endif /* ARBOR_SCHED_SCHED_H */

@@ -173,6 +173,33 @@ static void overflowed(struct arbor__worker *w, struct arbor__task *t)
   abort();
 }
 
+/* A task blocks in arbor__sched_hibernate(): release its stack now, before
+ * it is published as WAITING, since after that another worker may wake it
+ * and run it; prepare() puts the stack back.  The copy reads the task's own
+ * stack, which is not in use any more even when this runs on the stack of
+ * the task it handed off to.  Without the saved stack pointer (ucontext) or
+ * memory for the copy, it just blocks. */
+static void hibernate(struct arbor__sched *s, struct arbor__task *t)
+{
+  const void *sp = arbor__ctx_saved_sp(&t->ctx);
+
+  /* A wake that already came would undo it at once: skip the copies. */
+  if (sp == NULL ||
+      atomic_load_explicit(&t->state, memory_order_relaxed) !=
+          ARBOR__TASK_RUNNING)
+    return;
+  if (arbor__stack_hibernate(&t->stack, sp, &t->hib) == 0)
+    atomic_fetch_add_explicit(&s->hibernated, 1, memory_order_relaxed);
+}
+
+/* Put a hibernated task's stack back, at the same address. */
+static void thaw(struct arbor__sched *s, struct arbor__task *t)
+{
+  arbor__stack_restore(&t->stack, arbor__ctx_saved_sp(&t->ctx), t->hib);
+  t->hib = NULL;
+  atomic_fetch_sub_explicit(&s->hibernated, 1, memory_order_relaxed);
+}
+
 /* Act on why task t switched away, now that its stack is no longer in
  * use: on the worker's own stack after a switch back to it, or on the
  * stack of the task it handed off to (finish_pending()). */
@@ -190,10 +217,13 @@ static void after_switch(struct arbor__worker *w, struct arbor__task *t)
                           memory_order_relaxed);
     arbor__runq_push_sp(w, t);
     break;
+  case ARBOR__SWITCH_HIBERNATE:
   case ARBOR__SWITCH_BLOCK:
     if (arbor__unlikely(
             !arbor__stack_check(&t->stack, arbor__ctx_saved_sp(&t->ctx))))
       overflowed(w, t);
+    if (t->reason == ARBOR__SWITCH_HIBERNATE)
+      hibernate(s, t);
     expect = ARBOR__TASK_RUNNING;
     /* Release: pairs with the acquire CAS in arbor__sched_wake(); the
      * waker that moves it on sees everything the task did. */
@@ -252,6 +282,8 @@ static bool prepare(struct arbor__worker *w, struct arbor__task *t)
     arbor__ctx_make(&t->ctx, t->stack.lo, t->stack.size, task_entry, t);
     t->started = 1;
   }
+  if (arbor__unlikely(t->hib != NULL))
+    thaw(s, t);
   t->budget = ARBOR__BUDGET;
   w->current = t;
   return true;
@@ -357,13 +389,14 @@ void arbor__sched_yield(void)
    * the LIFO slot, so it is resumed by run(), never by a handoff. */
 }
 
-void arbor__sched_block(void)
+/* Park the running task; `reason` is BLOCK or HIBERNATE. */
+static inline __attribute__((always_inline)) void block_as(uint8_t reason)
 {
   struct arbor__worker *w = self_worker();
   struct arbor__task *t = w->current;
   struct arbor__task *next = handoff_target(w);
 
-  t->reason = ARBOR__SWITCH_BLOCK;
+  t->reason = reason;
   if (next != NULL) {
     /* Parked by `next` once we are off this stack. */
     w->pending = t;
@@ -373,6 +406,16 @@ void arbor__sched_block(void)
   }
   /* Resumed, perhaps on another worker. */
   finish_pending(self_worker());
+}
+
+void arbor__sched_block(void)
+{
+  block_as(ARBOR__SWITCH_BLOCK);
+}
+
+void arbor__sched_hibernate(void)
+{
+  block_as(ARBOR__SWITCH_HIBERNATE);
 }
 
 _Noreturn void arbor__sched_exit(void)
