@@ -29,8 +29,11 @@
  * leaves the free top of each thread arena in place, though, and memory
  * freed there by earlier cases can still be reused unseen: after the other
  * workloads of the default profile the figures came out about 1% lower than
- * in a fresh `arbor-bench memory`, which is the exact one.  time_ms is the
- * time from the first spawn until all n are blocked: informative only.
+ * in a fresh `arbor-bench memory n=100000`, which is the exact one; with the
+ * quick profile's few processes the same megabytes weigh much more (up to
+ * a third less per process hibernated), so take quick figures as a smoke
+ * test only.  time_ms is the time from the first spawn until all n are
+ * blocked: informative only.
  */
 #include <malloc.h>
 #include <stdatomic.h>
