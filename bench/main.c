@@ -405,8 +405,7 @@ static _Noreturn void param_error(const struct bench_workload *wl,
   fprintf(stderr, " (keys:");
   for (unsigned k = 0; k < wl->nparams; k++)
     fprintf(stderr, " %s", wl->params[k].key);
-  fprintf(stderr, " sched iters%s)\n",
-          named_variants(wl) ? " variant" : "");
+  fprintf(stderr, " sched iters%s)\n", named_variants(wl) ? " variant" : "");
   exit(2);
 }
 

@@ -61,9 +61,9 @@ struct memory_state {
   int64_t n;
   bool hibernate;
   arbor_pid *pid; /* n entries, written by the spawner */
-  /* Bumped by each process right before it blocks.  Relaxed: the run
-   * only counts; what it needs of the processes it reads through the
-   * scheduler's idle state. */
+  /* Relaxed, all three: they are counts and a code, read for their own
+   * value and publishing nothing else.
+   * Bumped by each process right before it blocks. */
   atomic_int_fast64_t blocked;
   /* Processes that got their release message and end normally. */
   atomic_int_fast64_t released;
@@ -74,7 +74,8 @@ static void fail(struct memory_state *s, int err)
 {
   int expect = 0;
 
-  atomic_compare_exchange_strong(&s->err, &expect, err);
+  atomic_compare_exchange_strong_explicit(
+      &s->err, &expect, err, memory_order_relaxed, memory_order_relaxed);
 }
 
 static int idle_proc(void *arg)
@@ -144,7 +145,7 @@ static bool wait_blocked(struct memory_state *s, arbor_rt *rt,
   int64_t deadline = bench_now_ns() + BENCH_HANG_MS * 1000000;
 
   for (;;) {
-    if (atomic_load(&s->err) != 0)
+    if (atomic_load_explicit(&s->err, memory_order_relaxed) != 0)
       return false;
     if (atomic_load_explicit(&s->blocked, memory_order_relaxed) == s->n &&
         arbor__sched_all_parked(&rt->sched) &&
@@ -213,15 +214,16 @@ static void run_memory(const struct bench_case *c, arbor_rt *rt,
   err = bench_quiesce(rt);
   if (err < 0)
     bench_fail(out, "arbor_rt_live", err);
-  if (atomic_load(&s.err) != 0)
-    bench_fail(out, "a runtime call in a process", atomic_load(&s.err));
+  err = atomic_load_explicit(&s.err, memory_order_relaxed);
+  if (err != 0)
+    bench_fail(out, "a runtime call in a process", err);
   if (before < 0 || after < 0)
     bench_fail(out, "reading VmRSS from /proc/self/status", ARBOR_ENOENT);
   if (out->err == 0) {
     out->time_ms = bench_ns_to_ms(t1 - t0);
     out->aux[0] = (double)(after - before) / (double)s.n;
     out->ok = blocked && reason == 0 &&
-              atomic_load(&s.released) == s.n &&
+              atomic_load_explicit(&s.released, memory_order_relaxed) == s.n &&
               arbor__sched_hibernated(&rt->sched) == 0;
   }
 

@@ -578,7 +578,7 @@ void arbor__stack_cache_fini(struct arbor__stack_pool *pool,
   *cache = (struct arbor__stack_cache){0};
 }
 
-/* ---- hibernation ---------------------------------------------------------- */
+/* ---- hibernation --------------------------------------------------------- */
 
 /* Copy n bytes between a suspended stack and a heap buffer.  In ASan builds
  * the live part of a stack holds the poisoned redzones of its frames, which

@@ -182,11 +182,11 @@ static void overflowed(struct arbor__worker *w, struct arbor__task *t)
 static void hibernate(struct arbor__sched *s, struct arbor__task *t)
 {
   const void *sp = arbor__ctx_saved_sp(&t->ctx);
+  uint32_t st = atomic_load_explicit(&t->state, memory_order_relaxed);
 
-  /* A wake that already came would undo it at once: skip the copies. */
-  if (sp == NULL ||
-      atomic_load_explicit(&t->state, memory_order_relaxed) !=
-          ARBOR__TASK_RUNNING)
+  /* A wake that already came (NOTIFIED) would undo it at once: skip the
+   * copies. */
+  if (sp == NULL || st != ARBOR__TASK_RUNNING)
     return;
   if (arbor__stack_hibernate(&t->stack, sp, &t->hib) == 0)
     atomic_fetch_add_explicit(&s->hibernated, 1, memory_order_relaxed);

@@ -298,7 +298,7 @@ Test(hibernate, a_pointer_into_the_stack_held_by_another_process_stays_valid,
   cr_expect_eq(join(rt, pa.holder), 0);
 }
 
-/* ---- what wakes it -------------------------------------------------------- */
+/* ---- what wakes it ------------------------------------------------------- */
 
 struct trap {
   _Atomic arbor_pid linked;
@@ -340,8 +340,8 @@ static int traps_while_hibernated(void *arg)
   return 0;
 }
 
-Test(hibernate, a_trapped_exit_signal_wakes_it, .init = setup,
-     .fini = teardown, .timeout = 30)
+Test(hibernate, a_trapped_exit_signal_wakes_it, .init = setup, .fini = teardown,
+     .timeout = 30)
 {
   struct trap tr = {0};
   arbor_pid pid = spawn_j(rt, traps_while_hibernated, &tr);
@@ -611,13 +611,13 @@ Test(hibernate, many_cycles_on_two_workers_keep_every_stack_intact,
     pids[k] = spawn_j(rt, member, &ma[k]);
   }
   for (unsigned k = 0; k < RING; k++)
-    cr_assert_eq(arbor_send(pids[k], TAG_NEXT, &pids[(k + 1) % RING],
-                            sizeof(arbor_pid)),
-                 0);
+    cr_assert_eq(
+        arbor_send(pids[k], TAG_NEXT, &pids[(k + 1) % RING], sizeof(arbor_pid)),
+        0);
   for (unsigned k = 0; k < TOKENS; k++)
-    cr_assert_eq(arbor_send(pids[k * (RING / TOKENS)], TAG_TOKEN, &hops,
-                            sizeof(hops)),
-                 0);
+    cr_assert_eq(
+        arbor_send(pids[k * (RING / TOKENS)], TAG_TOKEN, &hops, sizeof(hops)),
+        0);
   cr_expect_eq(join(rt, rg.collector), 0);
   wait_asleep(rt, RING);
   for (unsigned k = 0; k < RING; k++)
@@ -625,15 +625,14 @@ Test(hibernate, many_cycles_on_two_workers_keep_every_stack_intact,
   for (unsigned k = 0; k < RING; k++)
     cr_expect_eq(join(rt, pids[k]), 0, "member %u", k);
   /* RING setup wakes, (HOPS + 1) per token, RING stop wakes. */
-  cr_expect_eq(atomic_load(&rg.wakes),
-               2 * RING + (int64_t)TOKENS * (HOPS + 1));
+  cr_expect_eq(atomic_load(&rg.wakes), 2 * RING + (int64_t)TOKENS * (HOPS + 1));
   cr_expect_eq(arbor__sched_hibernated(&rt->sched), 0);
   cr_log_info("%lld of %lld wake-ups on another worker",
               (long long)atomic_load(&rg.migrations),
               (long long)atomic_load(&rg.wakes));
 }
 
-/* ---- what it saves -------------------------------------------------------- */
+/* ---- what it saves ------------------------------------------------------- */
 
 static _Atomic int64_t sleepers_ok;
 
