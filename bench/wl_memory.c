@@ -28,11 +28,11 @@
  * it is given back to the kernel first (malloc_trim).  glibc's malloc_trim
  * leaves the free top of each thread arena in place, though, and memory
  * freed there by earlier cases can still be reused unseen: after the other
- * workloads of the default profile the figures came out about 1% lower than
- * in a fresh `arbor-bench memory n=100000`, which is the exact one; with the
- * quick profile's few processes the same megabytes weigh much more (up to
- * a third less per process hibernated), so take quick figures as a smoke
- * test only.  time_ms is the time from the first spawn until all n are
+ * workloads of the default profile the figures came out 1-3% lower than
+ * with the case alone in a fresh process (`arbor-bench memory sched=2
+ * variant=hibernate`), which is the exact figure; with the quick profile's
+ * few processes the same megabytes weigh much more (up to a third less per
+ * process hibernated), so take quick figures as a smoke test only.  time_ms is the time from the first spawn until all n are
  * blocked: informative only.
  */
 #include <malloc.h>
