@@ -121,6 +121,22 @@ static void help(void)
            bench_workloads[i]->summary);
 }
 
+/* Whether variant=<name> can pick one of wl's variants.  A variant named
+ * NULL is the default one (memory's plain receive beside its hibernate):
+ * it is reported without a variant key and cannot be picked by name. */
+static bool named_variants(const struct bench_workload *wl)
+{
+  for (unsigned k = 0; k < wl->nvariants; k++)
+    if (wl->variants[k].name != NULL)
+      return true;
+  return false;
+}
+
+static bool variant_is(const struct bench_variant *v, const char *name)
+{
+  return v->name != NULL && strcmp(v->name, name) == 0;
+}
+
 static void list(void)
 {
   for (unsigned i = 0; i < bench_nworkloads; i++) {
@@ -133,7 +149,8 @@ static void list(void)
     if (wl->nvariants > 1 || wl->variants[0].name != NULL) {
       printf("; variants:");
       for (unsigned k = 0; k < wl->nvariants; k++)
-        printf(" %s", wl->variants[k].name);
+        printf(" %s", wl->variants[k].name != NULL ? wl->variants[k].name
+                                                   : "(default)");
     }
     if (wl->max_sched != 0)
       printf("; at most %u worker(s)", wl->max_sched);
@@ -343,7 +360,7 @@ static void add_cases(struct plan *p, const struct bench_workload *wl,
                       unsigned nworkers, unsigned iters, const int64_t *param)
 {
   for (unsigned v = 0; v < wl->nvariants; v++) {
-    if (variant != NULL && strcmp(variant, wl->variants[v].name) != 0)
+    if (variant != NULL && !variant_is(&wl->variants[v], variant))
       continue;
     for (unsigned k = 0; k < nworkers; k++) {
       struct bench_case c = {.wl = wl,
@@ -408,8 +425,7 @@ static _Noreturn void param_error(const struct bench_workload *wl,
   fprintf(stderr, " (keys:");
   for (unsigned k = 0; k < wl->nparams; k++)
     fprintf(stderr, " %s", wl->params[k].key);
-  fprintf(stderr, " sched iters%s)\n",
-          wl->variants[0].name != NULL ? " variant" : "");
+  fprintf(stderr, " sched iters%s)\n", named_variants(wl) ? " variant" : "");
   exit(2);
 }
 
@@ -441,10 +457,10 @@ static void plan_single(const struct options *o, unsigned online,
       iters = (unsigned)x;
       slot = BENCH_MAX_PARAMS + 1;
     } else if (klen == 7 && strncmp(kv, "variant", 7) == 0 &&
-               wl->variants[0].name != NULL) {
+               named_variants(wl)) {
       unsigned k = 0;
 
-      while (k < wl->nvariants && strcmp(v, wl->variants[k].name) != 0)
+      while (k < wl->nvariants && !variant_is(&wl->variants[k], v))
         k++;
       if (k == wl->nvariants)
         param_error(wl, "unknown variant in '%s'", kv);

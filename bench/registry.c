@@ -14,6 +14,7 @@ extern const struct bench_workload bench_wl_pingpong;
 extern const struct bench_workload bench_wl_spawn;
 extern const struct bench_workload bench_wl_switch;
 extern const struct bench_workload bench_wl_restart;
+extern const struct bench_workload bench_wl_memory;
 
 /* One entry per line, in WORKLOADS.md's order (skynet, ring and pingpong
  * go before spawn; restart and memory after switch). */
@@ -25,6 +26,7 @@ const struct bench_workload *const bench_workloads[] = {
     &bench_wl_spawn,
     &bench_wl_switch,
     &bench_wl_restart,
+    &bench_wl_memory,
 };
 /* clang-format on */
 

@@ -471,6 +471,36 @@ ARBOR_API ARBOR_NODISCARD int arbor_recv_match(arbor_msg *msg,
                                                arbor_match_fn match, void *arg,
                                                int64_t timeout_ms);
 
+/** Wait for the next message with the stack given back to the system
+ * (hibernation, as Erlang's), for processes that wait long and often.
+ *
+ * If a message is already waiting (one a selective receive passed over
+ * counts) it returns at once.  Otherwise the process waits as in
+ * arbor_recv() with no timeout, and meanwhile the live part of its stack
+ * (typically a few hundred bytes) sits in a right-sized heap buffer and
+ * every page of the stack is released; the stack is put back at the same
+ * address before the process runs again, so its local variables, and
+ * pointers to them, are intact.  It takes nothing from the mailbox: receive
+ * the message with arbor_recv() or its variants.  Any message wakes it: a
+ * trapped exit signal, a DOWN message, a timer's (arbor_send_after()).  A
+ * process that is killed while hibernated ends here, as in arbor_recv().
+ * Where the stack cannot be released (no memory for the copy, or the
+ * portable ucontext switch) it waits all the same, keeping its stack.
+ *
+ * @return 0 (a message is waiting) or ARBOR_ENOTPROC.
+ * @par Ownership
+ * Like a receive, it ends the validity of the message the last receive
+ * returned (whose memory is freed before the process sleeps).  Nothing may
+ * touch the stack of a hibernated process: another process holding a
+ * pointer into it reads zeros there, and its writes are lost.  Pointers
+ * into the stack are valid again once the process runs.
+ * @par Thread safety
+ * Inside a process only.  The cost is a copy of the live stack and one
+ * madvise() call on the way in, a copy and a page fault or two on the way
+ * out: worth it for waits much longer than that.
+ */
+ARBOR_API int arbor_hibernate(void);
+
 /** Suspend the calling process for @p ms milliseconds (1 ms resolution;
  * never early).  Messages that arrive meanwhile wait in the mailbox.
  *

@@ -159,12 +159,16 @@ bool arbor__proc_park(struct arbor__task *t)
                                   memory_order_acq_rel) == ARBOR__WAIT_NONE;
 }
 
-/* Wait for a message, the timer of wait `seq` (p->wait_seq), or a kill.
- * Returns at once if one of those has already happened. */
-static void wait_msg(struct arbor__proc *p)
+/* Wait for a message, the timer of wait `seq` (p->wait_seq), or a kill,
+ * hibernated if `hib`.  Returns at once if one of those has already
+ * happened. */
+static void wait_msg(struct arbor__proc *p, bool hib)
 {
   p->park_kind = ARBOR__WAIT_MSG;
-  arbor__sched_park();
+  if (hib)
+    arbor__sched_hibernate();
+  else
+    arbor__sched_park();
   arbor__proc_checkpoint(p);
 }
 
@@ -213,7 +217,7 @@ static int recv_core(arbor_msg *msg, const struct matcher *mt,
         break;
       }
     }
-    wait_msg(p);
+    wait_msg(p, false);
   }
   if (timer != NULL)
     arbor__recv_timer_disarm(p, timer, tgen);
@@ -249,6 +253,46 @@ int arbor_recv_match(arbor_msg *msg, arbor_match_fn match, void *arg,
   if (match == NULL)
     return arbor__proc_current() != NULL ? ARBOR_EINVAL : ARBOR_ENOTPROC;
   return recv_core(msg, &mt, timeout_ms);
+}
+
+/* Hibernation: a receive that waits with its stack released (see
+ * arbor__sched_hibernate()), and takes nothing.  It waits for any message,
+ * including one a selective receive passed over, as Erlang's hibernate
+ * does; it frees the last received envelope first, so that a sleeping
+ * process holds no more than its record and the live part of its stack. */
+static int match_none(const arbor_msg *m, void *arg)
+{
+  (void)m;
+  (void)arg;
+  return 0;
+}
+
+int arbor_hibernate(void)
+{
+  static const struct matcher none = {2, 0, match_none, NULL};
+  struct arbor__proc *p = arbor__proc_current();
+  uint32_t seq;
+
+  if (p == NULL)
+    return ARBOR_ENOTPROC;
+  arbor__proc_checkpoint(p);
+  if (p->current != NULL) {
+    arbor__env_free(p->rt, p->task.worker, p->current);
+    p->current = NULL;
+  }
+  /* A wait of its own, so that no earlier receive's fired timer counts. */
+  seq = atomic_load_explicit(&p->wait_seq, memory_order_relaxed) + 1;
+  atomic_store_explicit(&p->wait_seq, seq, memory_order_relaxed);
+  for (;;) {
+    /* Takes nothing: fetches what has arrived, and drops what was sent to
+     * an earlier incarnation of the record, which must not wake us. */
+    (void)take(p, &none);
+    if (p->saved != NULL)
+      break;
+    wait_msg(p, true);
+  }
+  spend(p);
+  return 0;
 }
 
 int arbor_sleep(int64_t ms)

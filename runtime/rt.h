@@ -145,9 +145,6 @@ struct arbor__proc {
   /* ARBOR__WAIT_TIMER while sleeping: its timer or a kill swaps it back
    * to NONE and wakes it.  (A receive waits on the mailbox's BLOCKED tag.) */
   _Atomic uint32_t waiting;
-  /* ARBOR__WAIT_MSG or _TIMER: what the process is parking for; written by
-   * the process, read by arbor__proc_park() right after it switched away. */
-  uint32_t park_kind;
   /* One reference for being alive (or a zombie) plus one per lookup in
    * progress; whoever drops the last one recycles the record.  0 = free. */
   _Atomic uint32_t refs;
@@ -165,6 +162,11 @@ struct arbor__proc {
   /* Links, monitors, registered name: under `lock`. */
   _Atomic uint32_t lock; /* a spinlock: held for a few instructions */
   uint8_t dead;          /* no more links or monitors */
+  /* ARBOR__WAIT_MSG or _TIMER: what the process is parking for; written by
+   * the process, read by arbor__proc_park() right after it switched away.
+   * A byte beside `dead`, where it fills padding: with the task's
+   * hibernation pointer a 4-byte field in line 2 grows the record to 384. */
+  uint8_t park_kind;
   struct arbor__link_set links;
   struct arbor__mon_set monitors; /* who monitors this process */
   struct arbor__mon_set watching; /* whom this process monitors (owner) */

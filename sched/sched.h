@@ -31,6 +31,11 @@
  * WAITING enqueues it, so a task is never queued twice.  A task is parked
  * only after the switch away from its stack (Go's park_m): until then it is
  * RUNNING and no other worker can pick it.
+ *
+ * Hibernation is a park that also releases the stack: after the switch
+ * away and before the park hook commits the wait, the live part of its
+ * stack is copied to the heap (task->hib) and its pages are given back;
+ * whichever worker runs it next copies it back first, in prepare().
  */
 #ifndef ARBOR_SCHED_SCHED_H
 #define ARBOR_SCHED_SCHED_H
@@ -84,6 +89,7 @@ enum arbor__switch_reason {
   /* Set by the fault handler (fault.c), never by the task's own code: the
    * task overflowed its stack and must never run again. */
   ARBOR__SWITCH_CRASH = 5,
+  ARBOR__SWITCH_HIBERNATE = 6, /* a park that also releases the stack */
 };
 
 /* Why a task crashed (the `why` of hooks.crashed). */
@@ -110,6 +116,9 @@ struct arbor__task {
   uint8_t started;           /* the context has been made */
   uint16_t budget;           /* runtime calls left before a forced yield */
   uint16_t worker;           /* index of the worker running it (while it runs) */
+  /* While hibernated: the live part of its stack (arbor__stack_hibernate()),
+   * put back by the worker that runs it next; NULL otherwise. */
+  void *hib;
 };
 
 /* What sched/ asks of runtime/. */
@@ -203,6 +212,9 @@ struct arbor__sched {
   alignas(64) struct arbor__inject inject;
   alignas(64) struct arbor__idle idle;
   alignas(64) _Atomic int stop; /* SeqCst: pairs with the check before park */
+  /* Tasks hibernated right now.  Relaxed: a statistic, it publishes
+   * nothing; exact once the tasks it counts are at rest. */
+  alignas(64) _Atomic int64_t hibernated;
 };
 
 int arbor__sched_init(struct arbor__sched *s,
@@ -247,6 +259,12 @@ void arbor__sched_block(void);
  * (see the top of this file).  Returns when the task runs again: after an
  * arbor__sched_ready(), or at once if the hook said the wait was over. */
 void arbor__sched_park(void);
+/* From inside a task: as arbor__sched_park(), and while it is parked its
+ * stack is hibernated: the live part is copied to the heap and every page
+ * is given back, then put back at the same address before it runs again.
+ * Where that cannot be done (no memory for the copy; the ucontext back end,
+ * which does not expose the saved stack pointer) it is a plain park. */
+void arbor__sched_hibernate(void);
 /* Make runnable a task parked by arbor__sched_park() whose wait the caller
  * has taken back (so no one else will).  Any thread. */
 void arbor__sched_ready(struct arbor__sched *s, struct arbor__task *t);
@@ -280,5 +298,22 @@ void arbor__sched_stats(const struct arbor__sched *s, unsigned i,
                         struct arbor__worker_stats *out);
 /* Count a spawn on the calling worker (statistics only). */
 void arbor__sched_count_spawn(void);
+
+/* Tasks hibernated right now (a snapshot). */
+static inline int64_t arbor__sched_hibernated(const struct arbor__sched *s)
+{
+  return atomic_load_explicit(&s->hibernated, memory_order_relaxed);
+}
+
+/* Whether every worker has gone to sleep for lack of work (a snapshot): no
+ * task is running or runnable then, and every task that blocked has been
+ * parked (and hibernated).  For tests and benchmarks. */
+static inline bool arbor__sched_all_parked(const struct arbor__sched *s)
+{
+  /* The number of workers awake is the idle state's upper half.  SeqCst:
+   * the idle state's own vocabulary (see park.c). */
+  return (atomic_load_explicit(&s->idle.state, memory_order_seq_cst) >> 16) ==
+         0;
+}
 
 #endif /* ARBOR_SCHED_SCHED_H */

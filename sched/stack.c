@@ -26,6 +26,10 @@
  *    which must run before arbor__stack_pool_fini.
  * System calls that map or unmap one guarded stack run outside the pool lock;
  * mapping a slab runs under it, but only once per many stacks.
+ *
+ * Hibernation (arbor__stack_hibernate) keeps a stack's mapping and owner and
+ * only empties it: the live part goes to a malloc()ed copy owned by the
+ * task, freed when arbor__stack_restore puts it back.
  */
 #include "sched/stack.h"
 
@@ -576,4 +580,57 @@ void arbor__stack_cache_fini(struct arbor__stack_pool *pool,
     cache_spill(pool, cache, cache->n);
   free(cache->items);
   *cache = (struct arbor__stack_cache){0};
+}
+
+/* ---- hibernation --------------------------------------------------------- */
+
+/* Copy n bytes between a suspended stack and a heap buffer.  In ASan builds
+ * the live part of a stack holds the poisoned redzones of its frames, which
+ * must travel with the rest: the copy is uninstrumented, word by word, and
+ * volatile keeps the compiler from turning the loop back into a memcpy()
+ * call, which ASan would check.  Both ends are 16-byte aligned (a saved
+ * stack pointer, a page boundary, a malloc()ed block). */
+#if defined(ARBOR_HAVE_ASAN)
+__attribute__((no_sanitize("address"))) static void
+stack_copy(void *dst, const void *src, size_t n)
+{
+  volatile uint64_t *d = dst;
+  const volatile uint64_t *s = src;
+
+  for (size_t i = 0; i < n / sizeof(*d); i++)
+    d[i] = s[i];
+}
+#else
+static void stack_copy(void *dst, const void *src, size_t n)
+{
+  memcpy(dst, src, n);
+}
+#endif
+
+int arbor__stack_hibernate(const struct arbor__stack *st, const void *sp,
+                           void **buf)
+{
+  size_t n = (size_t)((const char *)st->lo + st->size - (const char *)sp);
+  void *b = malloc(n);
+
+  if (b == NULL)
+    return -ENOMEM;
+  stack_copy(b, sp, n);
+  /* Every page, not just the live ones: those the task touched deeper down
+   * before are dead now and cost as much.  Both ends are page boundaries.
+   * A failure (none is expected on a private anonymous mapping of our own)
+   * leaves the pages as they were, and restoring then rewrites what they
+   * already hold. */
+  (void)madvise(st->lo, st->size, MADV_DONTNEED);
+  *buf = b;
+  return 0;
+}
+
+void arbor__stack_restore(const struct arbor__stack *st, const void *sp,
+                          void *buf)
+{
+  size_t n = (size_t)((const char *)st->lo + st->size - (const char *)sp);
+
+  stack_copy((char *)st->lo + st->size - n, buf, n);
+  free(buf);
 }

@@ -141,6 +141,21 @@ static inline bool arbor__stack_check(const struct arbor__stack *st,
   return (c[0] | c[1] | c[2] | c[3] | c[4] | c[5] | c[6] | c[7]) == 0;
 }
 
+/* Hibernation (arbor_hibernate()).  Copy the live part [sp, top) of a
+ * suspended task's stack, where sp is its saved stack pointer, into a
+ * right-sized malloc()ed buffer (*buf), and give every page of the stack
+ * back to the kernel (MADV_DONTNEED: the pages read as zero until touched,
+ * so a slab stack's canary stays zero).  Returns 0, or -ENOMEM with *buf
+ * untouched and the stack as it was.  The stack must not be in use by
+ * anyone until arbor__stack_restore(): what is read there meanwhile is
+ * zero, and what is written is lost. */
+int arbor__stack_hibernate(const struct arbor__stack *st, const void *sp,
+                           void **buf);
+/* Undo arbor__stack_hibernate(): copy buf back to [sp, top), at the same
+ * address, and free it. */
+void arbor__stack_restore(const struct arbor__stack *st, const void *sp,
+                          void *buf);
+
 /* Process-wide number of guarded stacks allowed at once (from
  * vm.max_map_count, leaving room for the rest of the program). */
 uint64_t arbor__stack_guard_budget(void);

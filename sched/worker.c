@@ -175,6 +175,30 @@ static void overflowed(struct arbor__worker *w, struct arbor__task *t)
   abort();
 }
 
+/* A task parks in arbor__sched_hibernate(): release its stack now, before
+ * the park hook commits the wait, since after that another worker may wake
+ * it and run it; prepare() puts the stack back.  The copy reads the task's
+ * own stack, which is not in use any more even when this runs on the stack
+ * of the task it handed off to.  Without the saved stack pointer (ucontext)
+ * or memory for the copy, it just parks. */
+static void hibernate(struct arbor__sched *s, struct arbor__task *t)
+{
+  const void *sp = arbor__ctx_saved_sp(&t->ctx);
+
+  if (sp == NULL)
+    return;
+  if (arbor__stack_hibernate(&t->stack, sp, &t->hib) == 0)
+    atomic_fetch_add_explicit(&s->hibernated, 1, memory_order_relaxed);
+}
+
+/* Put a hibernated task's stack back, at the same address. */
+static void thaw(struct arbor__sched *s, struct arbor__task *t)
+{
+  arbor__stack_restore(&t->stack, arbor__ctx_saved_sp(&t->ctx), t->hib);
+  t->hib = NULL;
+  atomic_fetch_sub_explicit(&s->hibernated, 1, memory_order_relaxed);
+}
+
 /* Act on why task t switched away, now that its stack is no longer in
  * use: on the worker's own stack after a switch back to it, or on the
  * stack of the task it handed off to (finish_pending()). */
@@ -209,10 +233,13 @@ static void after_switch(struct arbor__worker *w, struct arbor__task *t)
                           memory_order_relaxed);
     arbor__runq_push_sp(w, t);
     break;
+  case ARBOR__SWITCH_HIBERNATE:
   case ARBOR__SWITCH_PARK:
     if (arbor__unlikely(
             !arbor__stack_check(&t->stack, arbor__ctx_saved_sp(&t->ctx))))
       overflowed(w, t);
+    if (t->reason == ARBOR__SWITCH_HIBERNATE)
+      hibernate(s, t);
     /* Once the hook has committed the wait, t may be woken and run by
      * another worker at any moment: do not touch it after a true. */
     if (s->hooks.park(t))
@@ -279,6 +306,8 @@ static bool prepare(struct arbor__worker *w, struct arbor__task *t)
     arbor__ctx_make(&t->ctx, t->stack.lo, t->stack.size, task_entry, t);
     t->started = 1;
   }
+  if (arbor__unlikely(t->hib != NULL))
+    thaw(s, t);
   t->budget = ARBOR__BUDGET;
   w->current = t;
   return true;
@@ -407,13 +436,15 @@ void arbor__sched_block(void)
   finish_pending(self_worker());
 }
 
-void arbor__sched_park(void)
+/* Switch away to be parked by the park hook; `reason` is PARK or
+ * HIBERNATE. */
+static inline __attribute__((always_inline)) void park_as(uint8_t reason)
 {
   struct arbor__worker *w = self_worker();
   struct arbor__task *t = w->current;
   struct arbor__task *next = handoff_target(w);
 
-  t->reason = ARBOR__SWITCH_PARK;
+  t->reason = reason;
   if (next != NULL) {
     w->pending = t; /* committed by `next` once we are off this stack */
     arbor__ctx_jump(&t->ctx, &next->ctx);
@@ -421,6 +452,16 @@ void arbor__sched_park(void)
     arbor__ctx_jump(&t->ctx, &w->sched_ctx);
   }
   finish_pending(self_worker());
+}
+
+void arbor__sched_park(void)
+{
+  park_as(ARBOR__SWITCH_PARK);
+}
+
+void arbor__sched_hibernate(void)
+{
+  park_as(ARBOR__SWITCH_HIBERNATE);
 }
 
 _Noreturn void arbor__sched_exit(void)
