@@ -56,7 +56,14 @@ void bench_meta_collect(struct bench_meta *m, const char *profile)
   m->profile = profile;
   /* The runner is built with the library's flags, so this tells whether the
    * numbers come from a build worth measuring. */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+/* gcc defines __SANITIZE_*__; clang answers through __has_feature. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define BENCH_SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) ||          \
+    defined(BENCH_SANITIZED)
   snprintf(m->build, sizeof(m->build), "SANITIZER BUILD, not comparable");
 #elif !defined(__OPTIMIZE__)
   snprintf(m->build, sizeof(m->build), "UNOPTIMISED BUILD, not comparable");
