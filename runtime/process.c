@@ -116,31 +116,37 @@ static struct arbor__proc *record_alloc(arbor_rt *rt, int w)
     return p;
   }
   if (atomic_load_explicit(&rt->nfree, memory_order_relaxed) != 0) {
-    /* A worker takes a batch at once: when processes are spawned on one
-     * worker and end on another, this runs once per batch rather than once
-     * per spawn. */
-    unsigned take = w >= 0 ? LOCAL_FREE_MAX / 4 : 1, n = 1;
-    struct arbor__proc *last;
+    struct arbor__free_batch b = {NULL, NULL, 0};
 
     pthread_mutex_lock(&rt->free_lock);
-    p = last = rt->free;
-    if (p != NULL) {
-      while (n < take && last->next_free != NULL) {
-        last = last->next_free;
-        n++;
-      }
-      rt->free = last->next_free;
-      atomic_fetch_sub_explicit(&rt->nfree, n, memory_order_relaxed);
-      last->next_free = NULL;
-    } else {
-      n = 0;
+    if (w >= 0 && rt->nbatches > 0) {
+      /* A whole batch another worker gave back: when processes are spawned
+       * on one worker and end on another, the lock is taken once per batch
+       * rather than once per spawn, and never held for a walk. */
+      b = rt->batches[--rt->nbatches];
+    } else if (rt->free != NULL) {
+      b.head = b.tail = rt->free;
+      b.n = 1;
+      rt->free = b.head->next_free;
+    } else if (rt->nbatches > 0) {
+      /* A thread that is not a worker takes one record of a batch. */
+      struct arbor__free_batch *last = &rt->batches[rt->nbatches - 1];
+
+      b.head = b.tail = last->head;
+      b.n = 1;
+      last->head = b.head->next_free;
+      if (--last->n == 0)
+        rt->nbatches--;
     }
+    if (b.n > 0)
+      atomic_fetch_sub_explicit(&rt->nfree, b.n, memory_order_relaxed);
     pthread_mutex_unlock(&rt->free_lock);
-    if (p != NULL) {
-      if (n > 1) {
+    if (b.n > 0) {
+      p = b.head;
+      if (b.n > 1) {
         rt->local[w].head = p->next_free;
-        rt->local[w].tail = last;
-        rt->local[w].n += n - 1;
+        rt->local[w].tail = b.tail;
+        rt->local[w].n += b.n - 1;
       }
       return p;
     }
@@ -171,8 +177,13 @@ static void record_push(arbor_rt *rt, struct arbor__proc *p, int w)
     c->tail = keep;
     c->n -= LOCAL_FREE_MAX / 2;
     pthread_mutex_lock(&rt->free_lock);
-    last->next_free = rt->free;
-    rt->free = first;
+    if (rt->nbatches < ARBOR__FREE_BATCHES) {
+      rt->batches[rt->nbatches++] =
+          (struct arbor__free_batch){first, last, LOCAL_FREE_MAX / 2};
+    } else {
+      last->next_free = rt->free;
+      rt->free = first;
+    }
     atomic_fetch_add_explicit(&rt->nfree, LOCAL_FREE_MAX / 2,
                               memory_order_relaxed);
     pthread_mutex_unlock(&rt->free_lock);

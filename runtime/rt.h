@@ -182,6 +182,8 @@ struct arbor__proc {
 
 #define ARBOR__KILLED_BIT ((uint64_t)1 << 32)
 
+#define ARBOR__FREE_BATCHES 64 /* batches of free records held by a runtime */
+
 /* What one worker keeps for itself, touched only by that worker. */
 struct arbor__proc_cache {
   alignas(64) struct arbor__proc *head; /* free process records, newest */
@@ -210,8 +212,15 @@ struct arbor_rt {
   _Atomic uint32_t next_index;
   pthread_mutex_t grow_lock;
   pthread_mutex_t free_lock;
-  struct arbor__proc *free; /* under free_lock */
-  _Atomic size_t nfree;     /* written under free_lock; read as a hint */
+  struct arbor__proc *free; /* under free_lock: records freed one by one */
+  /* Under free_lock: whole batches that workers gave back, each a chain of
+   * next_free links, so that giving and taking one costs no walk. */
+  struct arbor__free_batch {
+    struct arbor__proc *head, *tail;
+    unsigned n;
+  } batches[ARBOR__FREE_BATCHES];
+  unsigned nbatches;
+  _Atomic size_t nfree; /* written under free_lock; read as a hint */
 
   /* Processes spawned from threads that are not rt's workers (minus their
    * failed spawns): the shared part of the live count (see runtime.c). */
