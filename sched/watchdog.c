@@ -32,7 +32,7 @@
  *   owner (arbor__lifo_enter/leave)     watchdog (arbor__watchdog_take_lifo)
  *   busy = 1                   (Wo)     fenced = 1                    (Ww)
  *   compiler barrier                    membarrier()                  (B1)
- *   if fenced != 0 (Ro): hands off      while busy != 0 (Rw): wait
+ *   if fenced != 0 (Ro): keep off       while busy != 0 (Rw): wait
  *   ... the slot ...                    membarrier()                  (B2)
  *   compiler barrier                    take the slot's task
  *   busy = 0                            fenced = 2, release           (W2)
@@ -58,9 +58,10 @@
  * the owner's next access).  Until then the watchdog leaves the worker's
  * slot alone: it only starts a take when fenced == 0.
  *
- * Without membarrier (kernels before 4.14, or under Valgrind, which does
- * not know the call) the watchdog still reports and wakes thieves but never
- * touches a LIFO slot.  ThreadSanitizer does not understand membarrier
+ * Without membarrier (kernels before 4.14, sandboxes that filter the call)
+ * the watchdog still reports and wakes thieves but never touches a LIFO
+ * slot.  (Valgrind 3.19 passes the call through; it runs one thread at a
+ * time anyway.)  ThreadSanitizer does not understand membarrier
  * either: ARBOR__TSAN_RELEASE/ACQUIRE (sched/worker.h) tell it about the
  * edge the handshake makes, from the owner's last slot access to the take.
  *
