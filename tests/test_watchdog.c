@@ -131,6 +131,8 @@ static atomic_int neighbour_worker;
 static atomic_int stop_neighbour;
 static atomic_long progress_at_loop_end; /* as the busy process saw it */
 static int64_t busy_loop_ns;             /* > 0: loop that long instead */
+static int64_t ring_setup_ns;            /* PLACE_RING: longest wait */
+static atomic_int others_asleep;         /* PLACE_RING: as it should be */
 static arbor_pid neighbour_pid;
 
 static int neighbour(void *arg)
@@ -184,10 +186,17 @@ static int busy(void *arg)
                                         .flags = ARBOR_SPAWN_JOINABLE}) == 0);
   if (place == PLACE_RING) {
     /* Make sure nobody would take it but for the watchdog: every other
-     * worker asleep, and the task in the ring with no wakeup sent.  (This
-     * wait is part of the episode; the threshold is long enough for it.) */
-    while ((atomic_load(&rt->sched.idle.state) >> 16) != 1)
+     * worker asleep, and the task in the ring with no wakeup sent.  This
+     * wait is part of the episode, so it is bounded well below the
+     * threshold; on a machine so loaded that the other worker has not
+     * gone to sleep by then, the test is weaker but still right. */
+    int64_t until = mono_ns() + ring_setup_ns;
+
+    while ((atomic_load(&rt->sched.idle.state) >> 16) != 1 &&
+           mono_ns() < until)
       ;
+    atomic_store(&others_asleep,
+                 (atomic_load(&rt->sched.idle.state) >> 16) == 1);
     lifo_to_ring_quietly();
   }
   for (int e = atomic_load(&busy_episodes); e > 0; e--) {
@@ -278,6 +287,7 @@ static void neighbour_is_rescued(int place, int64_t threshold_ms)
   uint64_t scans;
 
   start(2, threshold_ms);
+  ring_setup_ns = threshold_ms * 1000000 / 2;
   pid = spawn_busy(place, 1);
   WAIT_FOR(atomic_load(&progress) >= 1000);
   WAIT_FOR(stuck_count() >= 1);
@@ -294,6 +304,9 @@ static void neighbour_is_rescued(int place, int64_t threshold_ms)
   cr_assert_eq(atomic_load(&busy_looping), 1);
   cr_expect_eq(stuck_count(), 1);
   check_report(0, pid, atomic_load(&busy_worker), threshold_ms * 1000000);
+  if (place == PLACE_RING && !atomic_load(&others_asleep))
+    cr_log_warn("the other worker was still awake when the neighbour went "
+                "to the ring: this run did not need the watchdog's wakeup");
   /* The watchdog has closed the busy worker's LIFO slot (emptied, in the
    * LIFO case); once the process is gone, the worker's scheduler loop takes
    * the slot back. */
