@@ -155,6 +155,16 @@ typedef struct arbor_rt_opts {
    * arbor_overflow_action; 0 = ARBOR_OVERFLOW_EXIT.  A slab stack (no guard
    * page) always aborts (see README "Faults and limits"). */
   int on_stack_overflow;
+  /** Stuck-process watchdog threshold in milliseconds; 0 = 100 ms, negative
+   * = no watchdog.  At most 86,400,000 (a day).  A process that runs this
+   * long without switching (one that keeps sending, receiving or spawning
+   * switches at least once every 128 such calls, so in practice: without
+   * runtime calls) is reported once per episode as an ARBOR_EV_PROC_STUCK
+   * event, from the runtime's watchdog thread, and the processes queued
+   * behind it on its worker are handed to other workers.  Wall-clock time:
+   * a process blocked in a system call, or a worker thread the kernel does
+   * not run, counts as stuck too.  See README "Faults and limits". */
+  int64_t watchdog_ms;
 } arbor_rt_opts;
 
 /** What happens when a process runs off its stack into its guard page. */
@@ -225,7 +235,8 @@ typedef struct arbor_worker_stats {
  * @param[out] rt    The new runtime.
  * @param      opts  Options, or NULL for all defaults.  Copied.
  * @return 0, ARBOR_EINVAL (rt is NULL or an option is out of range),
- *         ARBOR_ENOMEM, or ARBOR_EAGAIN (a worker thread could not start).
+ *         ARBOR_ENOMEM, or ARBOR_EAGAIN (a worker thread or the watchdog
+ *         thread could not start).
  * @par Ownership
  * The caller owns *rt and must arbor_rt_destroy() it.
  * @par Signals
@@ -893,12 +904,22 @@ enum arbor_event_kind {
   ARBOR_EV_INTENSITY_EXCEEDED = 4,
   ARBOR_EV_SHUTDOWN_BEGUN = 5,
   ARBOR_EV_SHUTDOWN_FINISHED = 6,
+  /** A process has run for arbor_rt_opts.watchdog_ms without switching
+   * ("process_stuck", level WARN).  Not a supervision event: any process
+   * can be reported.  child is its pid, child_id its dotted name ("" if it
+   * has none; up to ARBOR_NAME_MAX - 1 bytes, longer than other events'
+   * ids), sup and sup_name the supervisor that started it (0 and "" if
+   * none), worker the worker it holds, and duration_ns how long it had run
+   * when the watchdog saw it (at least the threshold).  Reported once per
+   * episode, from the watchdog thread, while the process may still be
+   * running: the pid may be dead by the time the sink looks it up. */
+  ARBOR_EV_PROC_STUCK = 7,
 };
 
 enum arbor_event_level {
   ARBOR_LEVEL_DEBUG = 0, /**< child started */
   ARBOR_LEVEL_INFO = 1,  /**< normal exits, restarts, shutdown */
-  ARBOR_LEVEL_WARN = 2,  /**< abnormal exits, start failures */
+  ARBOR_LEVEL_WARN = 2,  /**< abnormal exits, start failures, stuck */
   ARBOR_LEVEL_ERROR = 3, /**< intensity exceeded */
 };
 
@@ -913,9 +934,14 @@ typedef struct arbor_event {
   arbor_pid child;        /**< 0 if none */
   int reason;             /**< exit or failure reason */
   uint64_t restarts;      /**< the child's restart count */
+  int worker;             /**< ARBOR_EV_PROC_STUCK: the worker's index */
+  int64_t duration_ns;    /**< ARBOR_EV_PROC_STUCK: how long it had run */
 } arbor_event;
 
-/** An event sink: called on the supervisor's worker; must not block. */
+/** An event sink: called on the supervisor's worker, or on the runtime's
+ * watchdog thread for ARBOR_EV_PROC_STUCK (so a sink may run on several
+ * threads at once); must not block.  While the watchdog thread is in a
+ * sink it reports nothing else and hands no work over: return soon. */
 typedef void (*arbor_event_sink)(const arbor_event *ev, void *ud);
 
 /** Route @p rt's supervision events to sink(ev, ud) for events at or above

@@ -21,11 +21,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "runtime/rt.h"
+#include "runtime/sup.h"
 
 #define MAX_WORKERS 256
 #define DEFAULT_STACK_CACHE 256
 #define MAX_STACK_CACHE 65536
+#define DEFAULT_WATCHDOG_MS 100
+#define MAX_WATCHDOG_MS ((int64_t)24 * 60 * 60 * 1000)
 
 /* Live runtimes by tag, so that a pid alone finds its runtime (arbor_send()
  * takes no runtime).  Tags are 1..255, 0 is never one (so 0 is never a pid),
@@ -80,8 +82,50 @@ static int validate(const arbor_rt_opts *o, unsigned *workers)
   if (o->on_stack_overflow != ARBOR_OVERFLOW_EXIT &&
       o->on_stack_overflow != ARBOR_OVERFLOW_ABORT)
     return ARBOR_EINVAL;
+  if (o->watchdog_ms > MAX_WATCHDOG_MS)
+    return ARBOR_EINVAL;
   *workers = n;
   return 0;
+}
+
+/* The stuck() hook (sched/watchdog.c), on the watchdog thread: report the
+ * process that holds worker w.  It may be running right now, so nothing in
+ * its record may be read before the record is pinned to the incarnation
+ * that was stuck: the pid is read with acquire (pairs with its release
+ * store in arbor_spawn(), so the name and supervisor written before it are
+ * visible), a reference keeps that incarnation's name alive (records are
+ * type-stable, and a name is freed only by the last unref), and the
+ * confirmation that the worker has not switched since the sample proves the
+ * pid read was the stuck incarnation's.  name and sup do not change while
+ * the incarnation lives. */
+static void proc_stuck(void *ud, struct arbor__task *t, unsigned w,
+                       int64_t ns)
+{
+  arbor_rt *rt = ud;
+  struct arbor__proc *p = arbor__container_of(t, struct arbor__proc, task);
+  struct arbor__proc *pinned, *sup = NULL;
+  arbor_pid pid = atomic_load_explicit(&p->pid, memory_order_acquire);
+  arbor_event ev;
+
+  if (pid == 0 || arbor__proc_ref(rt, pid, &pinned) < 0)
+    return;
+  if (arbor__sched_stuck_confirm(&rt->sched, w, t)) {
+    ev = (arbor_event){
+        .kind = ARBOR_EV_PROC_STUCK,
+        .sup = p->sup,
+        .child_id = p->name != NULL ? p->name->s : "",
+        .child = pid,
+        .worker = (int)w,
+        .duration_ns = ns,
+    };
+    if (p->sup != 0 && arbor__proc_ref(rt, p->sup, &sup) == 0 &&
+        sup->name != NULL)
+      ev.sup_name = sup->name->s;
+    arbor__sup_emit(rt, &ev);
+    if (sup != NULL)
+      arbor__proc_unref(sup);
+  }
+  arbor__proc_unref(pinned);
 }
 
 int arbor_rt_create(arbor_rt **out, const arbor_rt_opts *opts)
@@ -132,6 +176,7 @@ int arbor_rt_create(arbor_rt **out, const arbor_rt_opts *opts)
   pthread_mutex_init(&rt->event_lock, NULL);
   rt->event_level = ARBOR_LEVEL_WARN;
   hooks = arbor__proc_hooks;
+  hooks.stuck = proc_stuck;
   hooks.ud = rt;
   so = (struct arbor__sched_opts){
       .workers = workers,
@@ -141,6 +186,9 @@ int arbor_rt_create(arbor_rt **out, const arbor_rt_opts *opts)
                                             : DEFAULT_STACK_CACHE,
       .seed = opts->seed,
       .on_overflow = opts->on_stack_overflow,
+      .watchdog_ns = opts->watchdog_ms < 0    ? 0 /* off */
+                     : opts->watchdog_ms == 0 ? DEFAULT_WATCHDOG_MS * 1000000
+                                              : opts->watchdog_ms * 1000000,
   };
   err = arbor__sched_init(&rt->sched, &so, &hooks);
   if (err < 0)

@@ -9,7 +9,8 @@
  * (or about to run) for an event read just before the change; its user data
  * must stay valid until the runtime is destroyed or the program knows no
  * supervisor is emitting.  With no sink set, events at WARN and above go to
- * the logfmt sink on stderr.
+ * the logfmt sink on stderr.  The watchdog's ARBOR_EV_PROC_STUCK events
+ * come through here too, from the watchdog thread (runtime.c).
  *
  * The built-in sinks build each line in a stack buffer and write it with a
  * single fwrite(), which holds the FILE's lock, so lines from supervisors on
@@ -25,9 +26,9 @@
 #include "runtime/sup.h"
 
 /* A line under construction.  Longest realistic line: a 255-byte dotted
- * name and a 63-byte id, each escaped at worst 6 bytes per byte in JSON,
- * plus about 300 bytes of fields: under 2.3 KiB.  Anything longer is cut
- * (the newline is always kept). */
+ * name and a 63-byte id (a 255-byte name for a stuck process), each escaped
+ * at worst 6 bytes per byte in JSON, plus about 350 bytes of fields: under
+ * 3.5 KiB.  Anything longer is cut (the newline is always kept). */
 #define LINE_MAX_BYTES 4096
 
 struct line {
@@ -99,6 +100,8 @@ const char *arbor_event_name(int kind)
     return "shutdown_begun";
   case ARBOR_EV_SHUTDOWN_FINISHED:
     return "shutdown_finished";
+  case ARBOR_EV_PROC_STUCK:
+    return "process_stuck";
   default:
     return "unknown";
   }
@@ -136,6 +139,7 @@ int arbor__event_level_of(int kind, int reason)
   case ARBOR_EV_SHUTDOWN_FINISHED:
     return ARBOR_LEVEL_INFO;
   case ARBOR_EV_START_FAILED:
+  case ARBOR_EV_PROC_STUCK:
     return ARBOR_LEVEL_WARN;
   case ARBOR_EV_INTENSITY_EXCEEDED:
     return ARBOR_LEVEL_ERROR;
@@ -365,6 +369,9 @@ void arbor_event_sink_logfmt(const arbor_event *ev, void *ud)
   putf(&l, " child_pid=0x%llx reason=%d reason_name=%s restarts=%llu",
        (unsigned long long)ev->child, ev->reason, arbor_reason_name(ev->reason),
        (unsigned long long)ev->restarts);
+  if (ev->kind == ARBOR_EV_PROC_STUCK)
+    putf(&l, " worker=%d duration_ns=%lld", ev->worker,
+         (long long)ev->duration_ns);
   finish(&l, ud);
 }
 
@@ -387,8 +394,12 @@ void arbor_event_sink_jsonl(const arbor_event *ev, void *ud)
   put_json_string(&l, str_or_empty(ev->child_id));
   putf(&l,
        ",\"child_pid\":\"0x%llx\",\"reason\":%d,\"reason_name\":\"%s\","
-       "\"restarts\":%llu}",
+       "\"restarts\":%llu",
        (unsigned long long)ev->child, ev->reason, arbor_reason_name(ev->reason),
        (unsigned long long)ev->restarts);
+  if (ev->kind == ARBOR_EV_PROC_STUCK)
+    putf(&l, ",\"worker\":%d,\"duration_ns\":%lld", ev->worker,
+         (long long)ev->duration_ns);
+  put_char(&l, '}');
   finish(&l, ud);
 }

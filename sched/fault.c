@@ -247,7 +247,8 @@ static void on_fault(int sig, siginfo_t *si, void *uctx)
 {
   int saved_errno = errno;
   struct arbor__worker *w = arbor__tls_worker;
-  struct arbor__task *t = w != NULL ? w->current : NULL;
+  struct arbor__task *t =
+      w != NULL ? atomic_load_explicit(&w->current, memory_order_relaxed) : NULL;
 
   if (t != NULL && si->si_code > 0 && t->stack.kind == ARBOR__STACK_GUARDED) {
     uintptr_t a = (uintptr_t)si->si_addr;

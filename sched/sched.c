@@ -4,7 +4,8 @@
  * init and freed in arbor__sched_fini(), after arbor__sched_stop() joined
  * every thread, so no thread can still be reading them.  Stacks belong to
  * the stack pool and the per-worker caches (sched/stack.c); every cached
- * stack is unmapped at fini.
+ * stack is unmapped at fini.  The watchdog's thread is started last and
+ * stopped first, and its state freed at fini.
  */
 #include "sched/worker.h"
 
@@ -40,6 +41,7 @@ int arbor__sched_init(struct arbor__sched *s,
   s->nworkers = n;
   s->hooks = *hooks;
   s->on_overflow = opts->on_overflow;
+  s->watchdog_ns = opts->watchdog_ns > 0 ? opts->watchdog_ns : 0;
   err = arbor__stack_pool_init(&s->stacks, opts->stack_mode, opts->stack_size);
   if (err < 0)
     return err;
@@ -86,6 +88,8 @@ fail:
 
 int arbor__sched_start(struct arbor__sched *s)
 {
+  int err;
+
   /* Before any worker runs a task that could overflow. */
   arbor__fault_install();
   s->fault_handler = true;
@@ -101,11 +105,17 @@ int arbor__sched_start(struct arbor__sched *s)
     snprintf(name, sizeof(name), "arbor-w%u", i % 1000u);
     pthread_setname_np(s->threads[i], name);
   }
-  return 0;
+  err = arbor__watchdog_start(s);
+  if (err < 0)
+    arbor__sched_stop(s);
+  return err;
 }
 
 void arbor__sched_stop(struct arbor__sched *s)
 {
+  /* First, so that it is not taking a LIFO slot from a worker that leaves:
+   * it may wait for that worker to finish a slot access. */
+  arbor__watchdog_stop(s);
   /* SeqCst: pairs with the load before park in arbor__worker_main(); a
    * worker either sees the flag or gets the unpark below. */
   atomic_store_explicit(&s->stop, 1, memory_order_seq_cst);
@@ -122,6 +132,7 @@ void arbor__sched_stop(struct arbor__sched *s)
 
 void arbor__sched_fini(struct arbor__sched *s)
 {
+  arbor__watchdog_fini(s);
   if (s->workers != NULL) {
     for (unsigned i = 0; i < s->nworkers; i++) {
       struct arbor__worker *w = s->workers[i];
@@ -163,9 +174,17 @@ static void enqueue(struct arbor__sched *s, struct arbor__task *t)
     /* The worker made it runnable, so it is likely to touch what the
      * worker just touched: run it next, and let the previous occupant of
      * the LIFO slot be stolen. */
-    struct arbor__task *prev = w->lifo;
+    struct arbor__task *prev;
 
+    if (arbor__unlikely(!arbor__lifo_enter(w))) {
+      /* The watchdog found this worker stuck and is taking (or took) its
+       * LIFO slot: queue where thieves can reach. */
+      arbor__runq_push_sp(w, t);
+      return;
+    }
+    prev = w->lifo;
     w->lifo = t;
+    arbor__lifo_leave(w);
     if (prev != NULL)
       arbor__runq_push_sp(w, prev);
     return;

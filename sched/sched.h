@@ -161,6 +161,13 @@ struct arbor__sched_hooks {
   /* Absolute CLOCK_MONOTONIC deadline in ns of worker w's next timer, or -1.
    * Called right before the worker parks.  May be NULL. */
   int64_t (*next_deadline)(void *ud, unsigned w);
+  /* Task t has been running on worker w for ns nanoseconds without a switch
+   * (sched/watchdog.c).  Called on the watchdog thread, once per stuck
+   * episode, while t may still be running on w: t's memory must stay
+   * readable (runtime/'s records are type-stable), and before trusting what
+   * it reads from t the hook calls arbor__sched_stuck_confirm().  May be
+   * NULL. */
+  void (*stuck)(void *ud, struct arbor__task *t, unsigned w, int64_t ns);
   void *ud;
 };
 
@@ -171,9 +178,11 @@ struct arbor__sched_opts {
   unsigned stack_cache; /* per worker */
   uint64_t seed;        /* victim choice; 0 = clock */
   int on_overflow;      /* enum arbor__overflow_mode */
+  int64_t watchdog_ns;  /* stuck-task threshold; <= 0: no watchdog */
 };
 
 struct arbor__worker;   /* private to sched/ */
+struct arbor__watchdog; /* private to sched/watchdog.c */
 
 /* Injection queue: processes made runnable from outside any worker, and the
  * overflow of full rings.  A mutex-protected FIFO of task pointers in a
@@ -215,6 +224,11 @@ struct arbor__sched {
   /* Tasks hibernated right now.  Relaxed: a statistic, it publishes
    * nothing; exact once the tasks it counts are at rest. */
   alignas(64) _Atomic int64_t hibernated;
+
+  /* The watchdog (sched/watchdog.c): set at init and start, read-only
+   * afterwards.  NULL when it is off. */
+  int64_t watchdog_ns;
+  struct arbor__watchdog *watchdog;
 };
 
 int arbor__sched_init(struct arbor__sched *s,
@@ -289,6 +303,11 @@ int arbor__sched_worker_index(void);
  * not reuse the thread-local address it computed before. */
 void arbor__crit_enter(void);
 void arbor__crit_exit(void);
+/* From inside the stuck() hook only: true if task t is still in the very
+ * run the watchdog found stuck on worker w (no switch on w since).  A hook
+ * that read t's identity before this call knows it read the stuck one. */
+bool arbor__sched_stuck_confirm(struct arbor__sched *s, unsigned w,
+                                const struct arbor__task *t);
 
 /* Counters of worker i (see arbor_worker_stats in arbor.h). */
 struct arbor__worker_stats {

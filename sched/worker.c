@@ -16,6 +16,11 @@
  * code that runs next, after the switch: a blocked task becomes WAITING (and
  * so wakeable, and stealable once woken) only after its stack is no longer
  * in use.
+ *
+ * The LIFO slot is the owner's, but the watchdog may take its task from a
+ * worker stuck in one task (sched/watchdog.c): every access to it sits
+ * between arbor__lifo_enter() and arbor__lifo_leave(), and while the slot is
+ * closed a woken task goes to the ring and no handoff happens.
  */
 #include "sched/worker.h"
 
@@ -88,6 +93,21 @@ static bool maintain(struct arbor__worker *w)
   return true;
 }
 
+/* Scheduler loop only: empty the LIFO slot, first taking it back from the
+ * watchdog if it has finished with it. */
+static struct arbor__task *lifo_pop(struct arbor__worker *w)
+{
+  struct arbor__task *t;
+
+  if (arbor__unlikely(!arbor__lifo_enter(w)) &&
+      (!arbor__lifo_reopen(w) || !arbor__lifo_enter(w)))
+    return NULL;
+  t = w->lifo;
+  w->lifo = NULL;
+  arbor__lifo_leave(w);
+  return t;
+}
+
 static struct arbor__task *find_local(struct arbor__worker *w)
 {
   struct arbor__task *t;
@@ -102,9 +122,8 @@ static struct arbor__task *find_local(struct arbor__worker *w)
       return t;
     }
   }
-  if (w->lifo != NULL) {
-    t = w->lifo;
-    w->lifo = NULL;
+  t = lifo_pop(w);
+  if (t != NULL) {
     if (w->lifo_runs < ARBOR__LIFO_MAX) {
       w->lifo_runs++;
       arbor__count(&w->n_lifo);
@@ -283,6 +302,7 @@ static bool prepare(struct arbor__worker *w, struct arbor__task *t)
 {
   struct arbor__sched *s = w->sched;
 
+  /* n_runs is also the watchdog's heartbeat: it moves at every switch. */
   arbor__count(&w->n_runs);
   /* A plain store: the run queue (or this thread, for the LIFO slot)
    * already ordered the task's stack before us, and a NOTIFIED bit it
@@ -309,7 +329,7 @@ static bool prepare(struct arbor__worker *w, struct arbor__task *t)
   if (arbor__unlikely(t->hib != NULL))
     thaw(s, t);
   t->budget = ARBOR__BUDGET;
-  w->current = t;
+  atomic_store_explicit(&w->current, t, memory_order_relaxed);
   return true;
 }
 
@@ -319,8 +339,8 @@ static void run(struct arbor__worker *w, struct arbor__task *t)
     return;
   arbor__ctx_jump(&w->sched_ctx, &t->ctx);
   /* Whichever task switched back to us -- t, or one it handed off to. */
-  t = w->current;
-  w->current = NULL;
+  t = atomic_load_explicit(&w->current, memory_order_relaxed);
+  atomic_store_explicit(&w->current, NULL, memory_order_relaxed);
   arbor__assert(w->pending == NULL);
   after_switch(w, t);
 }
@@ -345,15 +365,25 @@ static void finish_pending(struct arbor__worker *w)
  * woke), if the LIFO rules would run it next anyway.  Saves a switch
  * through the worker's stack and the scheduler loop on every message hop.
  * Unstarted tasks and tick boundaries (injection queue, timers) go through
- * the scheduler. */
-static struct arbor__task *handoff_target(struct arbor__worker *w)
+ * the scheduler.  Inlined: it is on every message hop, and its two callers
+ * are small. */
+__attribute__((always_inline)) static inline struct arbor__task *
+handoff_target(struct arbor__worker *w)
 {
-  struct arbor__task *t = w->lifo;
+  struct arbor__task *t;
 
-  if (t == NULL || !t->started || w->lifo_runs >= ARBOR__LIFO_MAX ||
-      (w->tick + 1) % ARBOR__GLOBAL_INTERVAL == 0)
+  /* Closed: the watchdog is taking the slot; go through the scheduler,
+   * which reopens it. */
+  if (arbor__unlikely(!arbor__lifo_enter(w)))
     return NULL;
+  t = w->lifo;
+  if (t == NULL || !t->started || w->lifo_runs >= ARBOR__LIFO_MAX ||
+      (w->tick + 1) % ARBOR__GLOBAL_INTERVAL == 0) {
+    arbor__lifo_leave(w);
+    return NULL;
+  }
   w->lifo = NULL;
+  arbor__lifo_leave(w);
   w->lifo_runs++;
   w->tick++;
   arbor__count(&w->n_lifo);
@@ -410,7 +440,8 @@ void *arbor__worker_main(void *arg)
 void arbor__sched_yield(void)
 {
   struct arbor__worker *w = self_worker();
-  struct arbor__task *t = w->current;
+  struct arbor__task *t =
+      atomic_load_explicit(&w->current, memory_order_relaxed);
 
   t->reason = ARBOR__SWITCH_YIELD;
   arbor__ctx_jump(&t->ctx, &w->sched_ctx);
@@ -421,7 +452,8 @@ void arbor__sched_yield(void)
 void arbor__sched_block(void)
 {
   struct arbor__worker *w = self_worker();
-  struct arbor__task *t = w->current;
+  struct arbor__task *t =
+      atomic_load_explicit(&w->current, memory_order_relaxed);
   struct arbor__task *next = handoff_target(w);
 
   t->reason = ARBOR__SWITCH_BLOCK;
@@ -441,7 +473,8 @@ void arbor__sched_block(void)
 static inline __attribute__((always_inline)) void park_as(uint8_t reason)
 {
   struct arbor__worker *w = self_worker();
-  struct arbor__task *t = w->current;
+  struct arbor__task *t =
+      atomic_load_explicit(&w->current, memory_order_relaxed);
   struct arbor__task *next = handoff_target(w);
 
   t->reason = reason;
@@ -467,7 +500,8 @@ void arbor__sched_hibernate(void)
 _Noreturn void arbor__sched_exit(void)
 {
   struct arbor__worker *w = self_worker();
-  struct arbor__task *t = w->current;
+  struct arbor__task *t =
+      atomic_load_explicit(&w->current, memory_order_relaxed);
   struct arbor__task *next = handoff_target(w);
 
   t->reason = ARBOR__SWITCH_EXIT;
@@ -482,7 +516,8 @@ struct arbor__task *arbor__sched_current(void)
 {
   struct arbor__worker *w = self_worker();
 
-  return w != NULL ? w->current : NULL;
+  return w != NULL ? atomic_load_explicit(&w->current, memory_order_relaxed)
+                   : NULL;
 }
 
 struct arbor__sched *arbor__sched_self(void)

@@ -468,13 +468,13 @@ Test(events, every_kind_has_a_name)
   static const char *const names[] = {
       "child_started",     "child_exited",       "child_restarted",
       "start_failed",      "intensity_exceeded", "shutdown_begun",
-      "shutdown_finished",
+      "shutdown_finished", "process_stuck",
   };
 
-  for (int k = 0; k < 7; k++)
+  for (int k = 0; k < 8; k++)
     cr_assert_str_eq(arbor_event_name(k), names[k]);
   cr_assert_str_eq(arbor_event_name(-1), "unknown");
-  cr_assert_str_eq(arbor_event_name(7), "unknown");
+  cr_assert_str_eq(arbor_event_name(8), "unknown");
 }
 
 /* ---- dumps of a fake tree ------------------------------------------------
