@@ -26,7 +26,7 @@
 #define MAX_WORKERS 256
 #define DEFAULT_STACK_CACHE 256
 #define MAX_STACK_CACHE 65536
-#define DEFAULT_WATCHDOG_MS 100
+#define DEFAULT_WATCHDOG_MS ((int64_t)100)
 #define MAX_WATCHDOG_MS ((int64_t)24 * 60 * 60 * 1000)
 
 /* Live runtimes by tag, so that a pid alone finds its runtime (arbor_send()
