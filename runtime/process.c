@@ -303,6 +303,14 @@ void arbor__proc_checkpoint_slow(struct arbor__proc *p)
     proc_finish(p, (int)(uint32_t)k);
   if (atomic_load_explicit(&p->rt->shutting_down, memory_order_relaxed))
     proc_finish(p, ARBOR_REASON_SHUTDOWN);
+  if ((uintptr_t)__builtin_frame_address(0) - (uintptr_t)p->task.stack.lo <
+      ARBOR__STACK_RESERVE) {
+    /* About to run out of stack (see ARBOR__STACK_RESERVE): end as a
+     * guard-page overflow would, without running defers, which might need
+     * the stack that is not there. */
+    p->ndefers = 0;
+    proc_finish(p, ARBOR_ESTACKOVERFLOW);
+  }
 }
 
 static void proc_main(struct arbor__task *t)

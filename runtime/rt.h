@@ -321,13 +321,25 @@ static inline int arbor__worker_of(arbor_rt *rt, struct arbor__proc *self)
     return self->task.worker;
   return arbor__local_worker(rt);
 }
+/* Stack a process must have left when it makes a runtime call; below it
+ * the call ends the process with ARBOR_ESTACKOVERFLOW.  So the runtime's
+ * own code (a few hundred bytes deep on any path) never runs into a guard
+ * page, where an overflow could not be recovered from: a lock half taken,
+ * a task half queued. */
+#define ARBOR__STACK_RESERVE 4096
+
 /* At every runtime call a process makes: end it here if it has been asked
- * to end (an exit signal, or shutdown). */
+ * to end (an exit signal, or shutdown), or if it is about to run out of
+ * stack.  Reading the frame address costs nothing; the stack bounds are
+ * on the task's line, which the call touches anyway. */
 static inline void arbor__proc_checkpoint(struct arbor__proc *p)
 {
   if (arbor__unlikely(
           atomic_load_explicit(&p->kill, memory_order_relaxed) != 0 ||
-          atomic_load_explicit(&p->rt->shutting_down, memory_order_relaxed)))
+          atomic_load_explicit(&p->rt->shutting_down, memory_order_relaxed) ||
+          (uintptr_t)__builtin_frame_address(0) -
+                  (uintptr_t)p->task.stack.lo <
+              ARBOR__STACK_RESERVE))
     arbor__proc_checkpoint_slow(p);
 }
 

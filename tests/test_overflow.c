@@ -855,3 +855,57 @@ Test(overflow, the_previous_actions_come_back_with_the_last_runtime)
   sigaction(SIGSEGV, &sa, NULL);
   sigaction(SIGBUS, &sa, NULL);
 }
+
+/* ---- the reserve check at runtime calls ---- */
+
+/* Recursion that makes a runtime call at every level: the call made with
+ * less than the reserve left ends the process, before any byte past the
+ * stack is touched. */
+__attribute__((noinline)) static unsigned yield_every_level(unsigned n)
+{
+  volatile char buf[FRAME];
+
+  buf[0] = (char)n;
+  buf[FRAME - 1] = (char)(n >> 8);
+  (void)arbor_yield();
+  if (n >= depth_limit)
+    return buf[0];
+  return yield_every_level(n + 1) + (unsigned)buf[FRAME - 1];
+}
+
+static int yielding_deep(void *arg)
+{
+  (void)arg;
+  return (int)yield_every_level(0);
+}
+
+/* In slab mode there is no guard page: without the reserve check this
+ * recursion would run over the neighbouring stack and the canary check
+ * would abort the program.  With it the process ends cleanly, at a runtime
+ * call, and the next process on the same worker runs. */
+Test(overflow, a_runtime_call_short_of_stack_ends_the_process_even_on_a_slab,
+     TMO)
+{
+  for (int mode = ARBOR_STACK_GUARDED; mode <= ARBOR_STACK_SLAB; mode++) {
+    arbor_rt *rt;
+    arbor_pid a, c;
+    int reason = 0;
+
+    cr_assert_eq(arbor_rt_create(&rt, &(arbor_rt_opts){.workers = 1,
+                                                       .stack_mode = mode}),
+                 0);
+    cr_assert_eq(arbor_spawn(rt, &a, yielding_deep, NULL,
+                             &(arbor_spawn_opts){.stack_size = 32 * 1024,
+                                                 .flags = ARBOR_SPAWN_JOINABLE}),
+                 0);
+    cr_assert_eq(arbor_wait(rt, a, -1, &reason), 0);
+    cr_expect_eq(reason, ARBOR_ESTACKOVERFLOW, "mode %d: reason %d (%s)", mode,
+                 reason, arbor_reason_name(reason));
+    cr_assert_eq(arbor_spawn(rt, &c, returns_seven, NULL,
+                             &(arbor_spawn_opts){.flags = ARBOR_SPAWN_JOINABLE}),
+                 0);
+    cr_assert_eq(arbor_wait(rt, c, -1, &reason), 0);
+    cr_expect_eq(reason, 7);
+    arbor_rt_destroy(rt);
+  }
+}
