@@ -29,7 +29,6 @@
 
 #include "runtime/rt.h"
 
-#define ENV_POOL_MAX 4096 /* inline envelopes a worker keeps */
 
 void arbor__mailbox_init(struct arbor__mailbox *mb)
 {
@@ -154,7 +153,7 @@ void arbor__env_free(arbor_rt *rt, int w, struct arbor__env *e)
   if (e->free_fn != NULL)
     e->free_fn(e->data);
   if (e->pooled) {
-    if (w >= 0 && rt->local[w].nenvs < ENV_POOL_MAX) {
+    if (w >= 0 && rt->local[w].nenvs < ARBOR__ENV_POOL_MAX) {
       struct arbor__proc_cache *c = &rt->local[w];
 
       atomic_store_explicit(&e->next, c->envs, memory_order_relaxed);

@@ -81,8 +81,15 @@ static struct arbor__env *take(struct arbor__proc *p, const struct matcher *mt)
     if (e == NULL) {
       if (fetched)
         return NULL;
-      arbor__mailbox_fetch_sc(&p->mbox, &p->saved, &p->saved_tail);
       fetched = true;
+      /* Most looks find nothing new (a receive before it parks): spare
+       * them the call.  EMPTY, BLOCKED and CLOSED are the three lowest
+       * values. */
+      if ((uintptr_t)atomic_load_explicit(&p->mbox.head,
+                                          memory_order_relaxed) <=
+          (uintptr_t)ARBOR__MB_CLOSED)
+        return NULL;
+      arbor__mailbox_fetch_sc(&p->mbox, &p->saved, &p->saved_tail);
       continue;
     }
     if (e->to != self || matches(mt, e)) {
@@ -195,7 +202,7 @@ static int recv_core(arbor_msg *msg, const struct matcher *mt,
     return ARBOR_EINVAL;
   arbor__proc_checkpoint(p);
   if (p->current != NULL) {
-    arbor__env_free(p->rt, p->task.worker, p->current);
+    arbor__env_put(p->rt, p->task.worker, p->current);
     p->current = NULL;
   }
   seq = atomic_load_explicit(&p->wait_seq, memory_order_relaxed) + 1;
@@ -387,7 +394,7 @@ static int send_copy(arbor_pid to, uint32_t tag, const void *data, size_t len,
   if (self != NULL)
     arbor__proc_checkpoint(self);
   w = arbor__worker_of(rt, self);
-  e = arbor__env_new(rt, w, len);
+  e = arbor__env_get(rt, w, len);
   if (e == NULL)
     return ARBOR_ENOMEM;
   if (len > 0)

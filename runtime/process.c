@@ -36,12 +36,6 @@ static struct arbor__proc *proc_of(struct arbor__task *t)
   return arbor__container_of(t, struct arbor__proc, task);
 }
 
-struct arbor__proc *arbor__proc_current(void)
-{
-  struct arbor__task *t = arbor__sched_current();
-
-  return t != NULL ? proc_of(t) : NULL;
-}
 
 /* The calling worker's index if it is a worker of rt, else -1. */
 int arbor__local_worker(arbor_rt *rt)

@@ -305,7 +305,13 @@ static inline void arbor__live_add(arbor_rt *rt, int w, int64_t d)
 
 /* process.c */
 extern const struct arbor__sched_hooks arbor__proc_hooks;
-struct arbor__proc *arbor__proc_current(void);
+/* The process running on the calling thread, or NULL. */
+static inline struct arbor__proc *arbor__proc_current(void)
+{
+  struct arbor__task *t = arbor__sched_current();
+
+  return t != NULL ? arbor__container_of(t, struct arbor__proc, task) : NULL;
+}
 int arbor__proc_ref(arbor_rt *rt, arbor_pid pid, struct arbor__proc **out);
 void arbor__proc_unref(struct arbor__proc *p);
 void arbor__proc_wake_all(arbor_rt *rt);
@@ -384,6 +390,45 @@ struct arbor__env *arbor__mailbox_close(struct arbor__mailbox *mb);
 /* w: the calling worker's index in rt, or -1 (see arbor__worker_of()). */
 struct arbor__env *arbor__env_new(arbor_rt *rt, int w, size_t len);
 void arbor__env_free(arbor_rt *rt, int w, struct arbor__env *e);
+#define ARBOR__ENV_POOL_MAX 4096 /* inline envelopes a worker keeps */
+/* The message hop's fast paths of arbor__env_new() and arbor__env_free():
+ * an envelope from, or back to, worker w's pool.  The caller sets tag,
+ * from and to. */
+static inline struct arbor__env *arbor__env_get(arbor_rt *rt, int w,
+                                                size_t len)
+{
+  if (arbor__likely(w >= 0 && len <= ARBOR__ENV_INLINE)) {
+    struct arbor__proc_cache *c = &rt->local[w];
+    struct arbor__env *e = c->envs;
+
+    if (arbor__likely(e != NULL)) {
+      c->envs = atomic_load_explicit(&e->next, memory_order_relaxed);
+      c->nenvs--;
+      e->pooled = 1;
+      e->data = len > 0 ? (void *)(e + 1) : NULL;
+      e->len = len;
+      e->free_fn = NULL;
+      e->reason = 0;
+      e->ref = 0;
+      return e;
+    }
+  }
+  return arbor__env_new(rt, w, len);
+}
+
+static inline void arbor__env_put(arbor_rt *rt, int w, struct arbor__env *e)
+{
+  if (arbor__likely(w >= 0 && e->pooled && e->free_fn == NULL &&
+                    rt->local[w].nenvs < ARBOR__ENV_POOL_MAX)) {
+    struct arbor__proc_cache *c = &rt->local[w];
+
+    atomic_store_explicit(&e->next, c->envs, memory_order_relaxed);
+    c->envs = e;
+    c->nenvs++;
+    return;
+  }
+  arbor__env_free(rt, w, e);
+}
 void arbor__mailbox_drain(arbor_rt *rt, struct arbor__proc *p);
 /* Push e (addressed to pid `to`) to record p's mailbox; wake p if that push
  * claimed it; drop and count e if p's mailbox is closed.  w: the calling

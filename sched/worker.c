@@ -512,9 +512,13 @@ _Noreturn void arbor__sched_exit(void)
   arbor__ctx_jump_final(&t->ctx, &w->sched_ctx);
 }
 
+/* Called at the start of every runtime call: one call, one TLS read.  It is
+ * out of line (callers in other files cannot cache the thread-local base
+ * across their own switches) and makes no switch itself, so it may read
+ * the TLS variable directly. */
 struct arbor__task *arbor__sched_current(void)
 {
-  struct arbor__worker *w = self_worker();
+  struct arbor__worker *w = arbor__tls_worker;
 
   return w != NULL ? atomic_load_explicit(&w->current, memory_order_relaxed)
                    : NULL;
