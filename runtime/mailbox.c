@@ -37,19 +37,7 @@ void arbor__mailbox_init(struct arbor__mailbox *mb)
 
 int arbor__mailbox_push_mp(struct arbor__mailbox *mb, struct arbor__env *e)
 {
-  struct arbor__env *old = atomic_load_explicit(&mb->head, memory_order_relaxed);
-
-  do {
-    if (old == ARBOR__MB_CLOSED)
-      return ARBOR__PUSH_CLOSED;
-    atomic_store_explicit(&e->next, old == ARBOR__MB_BLOCKED ? NULL : old,
-                          memory_order_relaxed);
-    /* Release: publishes the envelope; pairs with the acquire exchange in
-     * arbor__mailbox_fetch_sc().  SeqCst on success also orders it against
-     * the owner's CAS to BLOCKED and the checks that follow it. */
-  } while (!atomic_compare_exchange_weak_explicit(
-      &mb->head, &old, e, memory_order_seq_cst, memory_order_relaxed));
-  return old == ARBOR__MB_BLOCKED ? ARBOR__PUSH_WAKE : ARBOR__PUSH_OK;
+  return arbor__mailbox_push(mb, e);
 }
 
 void arbor__mailbox_fetch_sc(struct arbor__mailbox *mb,
@@ -169,7 +157,7 @@ void arbor__deliver(struct arbor__proc *p, arbor_pid to, struct arbor__env *e,
                     int w)
 {
   e->to = to;
-  switch (arbor__mailbox_push_mp(&p->mbox, e)) {
+  switch (arbor__mailbox_push(&p->mbox, e)) {
   case ARBOR__PUSH_WAKE:
     /* Our CAS replaced BLOCKED: we are the one to wake it, and it is off
      * its stack (BLOCKED is only set after the switch away). */

@@ -52,7 +52,7 @@ static void view(const struct arbor__env *e, arbor_msg *m)
   m->len = e->len;
 }
 
-static bool matches(const struct matcher *mt, const struct arbor__env *e)
+static inline bool matches(const struct matcher *mt, const struct arbor__env *e)
 {
   arbor_msg m;
 
@@ -69,7 +69,7 @@ static bool matches(const struct matcher *mt, const struct arbor__env *e)
 
 /* The first matching message addressed to this incarnation: look through
  * the private list, fetching what has arrived when it runs out. */
-static struct arbor__env *take(struct arbor__proc *p, const struct matcher *mt)
+static inline struct arbor__env *take(struct arbor__proc *p, const struct matcher *mt)
 {
   arbor_pid self = atomic_load_explicit(&p->pid, memory_order_relaxed);
   struct arbor__env *e, *prev = NULL;
@@ -187,8 +187,10 @@ static void wait_timer(struct arbor__proc *p)
   arbor__proc_checkpoint(p);
 }
 
-static int recv_core(arbor_msg *msg, const struct matcher *mt,
-                     int64_t timeout_ms)
+/* Inlined into each receive, so that a plain arbor_recv() is compiled
+ * with the matcher known (it matches anything). */
+static inline __attribute__((always_inline)) int
+recv_core(arbor_msg *msg, const struct matcher *mt, int64_t timeout_ms)
 {
   struct arbor__proc *p = arbor__proc_current();
   struct arbor__tentry *timer = NULL;
@@ -341,16 +343,37 @@ static int check_send(arbor_pid to, uint32_t tag, const void *data,
 
 /* Hand e to `to`, or drop it if `to` has exited.  No reference is taken:
  * see mailbox.c for why a stale lookup is harmless. */
-static void post(arbor_rt *rt, int w, arbor_pid to, struct arbor__env *e)
+static inline void post(arbor_rt *rt, int w, arbor_pid to,
+                        struct arbor__env *e)
 {
-  struct arbor__proc *p = arbor__proc_peek(rt, to);
+  /* arbor__proc_peek() and arbor__deliver(), inline: the caller found rt
+   * by the pid's tag already. */
+  uint32_t idx = arbor__pid_index(to);
+  /* Acquire: pairs with the release store of the chunk (process.c). */
+  struct arbor__proc *chunk = atomic_load_explicit(
+      &rt->chunks[idx >> ARBOR__CHUNK_BITS], memory_order_acquire);
+  struct arbor__proc *p =
+      chunk != NULL ? &chunk[idx & (ARBOR__CHUNK_SIZE - 1)] : NULL;
 
-  if (p == NULL) {
+  /* Acquire: pairs with the release store of the pid in arbor_spawn(). */
+  if (p == NULL || atomic_load_explicit(&p->pid, memory_order_acquire) != to) {
     arbor__env_free(rt, w, e);
     atomic_fetch_add_explicit(&rt->dropped, 1, memory_order_relaxed);
     return;
   }
-  arbor__deliver(p, to, e, w);
+  e->to = to;
+  switch (arbor__mailbox_push(&p->mbox, e)) {
+  case ARBOR__PUSH_OK:
+    break;
+  case ARBOR__PUSH_WAKE:
+    /* Our CAS replaced BLOCKED: ours to wake (see mailbox.c). */
+    arbor__sched_ready(&rt->sched, &p->task);
+    break;
+  default: /* closed: the process is exiting */
+    arbor__env_free(rt, w, e);
+    atomic_fetch_add_explicit(&rt->dropped, 1, memory_order_relaxed);
+    break;
+  }
 }
 
 static void sent(struct arbor__proc *self)
@@ -359,8 +382,9 @@ static void sent(struct arbor__proc *self)
     spend(self);
 }
 
-static int send_copy(arbor_pid to, uint32_t tag, const void *data, size_t len,
-                     arbor_rt *rt);
+static inline __attribute__((always_inline)) int
+send_copy(arbor_pid to, uint32_t tag, const void *data, size_t len,
+          arbor_rt *rt);
 
 int arbor_send(arbor_pid to, uint32_t tag, const void *data, size_t len)
 {
@@ -384,8 +408,9 @@ int arbor__send_sys(arbor_pid to, uint32_t tag, const void *data, size_t len)
   return send_copy(to, tag, data, len, rt);
 }
 
-static int send_copy(arbor_pid to, uint32_t tag, const void *data, size_t len,
-                     arbor_rt *rt)
+static inline __attribute__((always_inline)) int
+send_copy(arbor_pid to, uint32_t tag, const void *data, size_t len,
+          arbor_rt *rt)
 {
   struct arbor__proc *self = arbor__proc_current();
   struct arbor__env *e;

@@ -374,6 +374,24 @@ int arbor__send_sys(arbor_pid to, uint32_t tag, const void *data, size_t len);
 
 /* mailbox.c */
 void arbor__mailbox_init(struct arbor__mailbox *mb);
+/* The push (see mailbox.c), inline for the message hop. */
+static inline int arbor__mailbox_push(struct arbor__mailbox *mb,
+                                      struct arbor__env *e)
+{
+  struct arbor__env *old = atomic_load_explicit(&mb->head, memory_order_relaxed);
+
+  do {
+    if (old == ARBOR__MB_CLOSED)
+      return ARBOR__PUSH_CLOSED;
+    atomic_store_explicit(&e->next, old == ARBOR__MB_BLOCKED ? NULL : old,
+                          memory_order_relaxed);
+    /* Release: publishes the envelope; pairs with the acquire exchange in
+     * arbor__mailbox_fetch_sc().  SeqCst on success also orders it against
+     * the owner's CAS to BLOCKED and the checks that follow it. */
+  } while (!atomic_compare_exchange_weak_explicit(
+      &mb->head, &old, e, memory_order_seq_cst, memory_order_relaxed));
+  return old == ARBOR__MB_BLOCKED ? ARBOR__PUSH_WAKE : ARBOR__PUSH_OK;
+}
 /* ARBOR__PUSH_OK, _WAKE (the caller must wake the owner) or _CLOSED (the
  * envelope is still the caller's). */
 int arbor__mailbox_push_mp(struct arbor__mailbox *mb, struct arbor__env *e);
