@@ -221,7 +221,7 @@ static void thaw(struct arbor__sched *s, struct arbor__task *t)
 /* Act on why task t switched away, now that its stack is no longer in
  * use: on the worker's own stack after a switch back to it, or on the
  * stack of the task it handed off to (finish_pending()). */
-static void after_switch(struct arbor__worker *w, struct arbor__task *t)
+static inline __attribute__((always_inline)) void after_switch(struct arbor__worker *w, struct arbor__task *t)
 {
   struct arbor__sched *s = w->sched;
   uint32_t expect;
@@ -298,7 +298,7 @@ static void after_switch(struct arbor__worker *w, struct arbor__task *t)
 
 /* Make t the running task of w.  Returns false if it ended before it could
  * start (no stack, or the runtime refused). */
-static bool prepare(struct arbor__worker *w, struct arbor__task *t)
+static inline __attribute__((always_inline)) bool prepare(struct arbor__worker *w, struct arbor__task *t)
 {
   struct arbor__sched *s = w->sched;
 
