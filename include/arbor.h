@@ -171,12 +171,12 @@ typedef struct arbor_spawn_opts {
  * the exit to see it. */
 #define ARBOR_SPAWN_JOINABLE 1u
 /** Spawn flag: link the caller (a process) and the child before the child
- * can run, so the child cannot die unobserved.  Outside a process:
- * ARBOR_ENOTPROC. */
+ * can run, so the child cannot die unobserved.  Outside a process, or from
+ * a process of another runtime: ARBOR_ENOTPROC. */
 #define ARBOR_SPAWN_LINK 2u
 /** Spawn flag: the caller (a process) monitors the child from before it can
- * run; the reference goes to *monitor_ref (required).  Outside a process:
- * ARBOR_ENOTPROC. */
+ * run; the reference goes to *monitor_ref (required).  Outside a process,
+ * or from a process of another runtime: ARBOR_ENOTPROC. */
 #define ARBOR_SPAWN_MONITOR 4u
 
 /** Counters of one worker, for tests, benchmarks and monitoring.  Every
@@ -269,10 +269,15 @@ ARBOR_API arbor_rt *arbor_rt_current(void);
  * @param      arg   Passed to fn as is.
  * @param      opts  Options, or NULL.  Copied.
  * @return 0, ARBOR_EINVAL (fn NULL; rt NULL outside a process; a stack size
- *         out of range; a name that is empty after sanitising),
+ *         out of range; a name that is empty after sanitising; a flag that
+ *         is not an ARBOR_SPAWN_* flag; ARBOR_SPAWN_MONITOR without
+ *         monitor_ref), ARBOR_ENOTPROC (ARBOR_SPAWN_LINK or
+ *         ARBOR_SPAWN_MONITOR from a caller that is not a process of rt),
  *         ARBOR_ENAMETOOLONG (the dotted path would exceed ARBOR_NAME_MAX-1),
- *         ARBOR_ENOMEM (no memory, or no stack could be mapped), or
- *         ARBOR_ESHUTDOWN (the runtime is shutting down).
+ *         ARBOR_ENOMEM (no memory for the process; a stack that cannot be
+ *         mapped is not a spawn error: the process ends at its first run
+ *         with reason ARBOR_ENOMEM), or ARBOR_ESHUTDOWN (the runtime is
+ *         shutting down).
  * @par Ownership
  * arg is the caller's business: the runtime never touches it.
  * @par Thread safety
