@@ -425,8 +425,10 @@ ARBOR_API int arbor_send_owned(arbor_pid to, uint32_t tag, void *data,
  *
  * @param[out] msg         Filled on success; untouched on error.
  * @param      timeout_ms  Negative waits forever; 0 polls.
- * @return 0, ARBOR_ETIMEDOUT, ARBOR_EINVAL (msg NULL) or ARBOR_ENOTPROC.
- *         A process that is killed while waiting ends here.
+ * @return 0, ARBOR_ETIMEDOUT, ARBOR_EINVAL (msg NULL), ARBOR_ENOMEM (no
+ *         memory for the timer of a timeout > 0) or ARBOR_ENOTPROC (which
+ *         comes first, whatever the other arguments).  A process that is
+ *         killed while waiting ends here.
  * @par Ownership
  * msg->data stays valid until this process's next receive, or its exit.
  * @par Thread safety
@@ -450,8 +452,9 @@ ARBOR_API ARBOR_NODISCARD int arbor_recv_match(arbor_msg *msg,
 /** Suspend the calling process for @p ms milliseconds (1 ms resolution;
  * never early).  Messages that arrive meanwhile wait in the mailbox.
  *
- * @return 0, ARBOR_EINVAL (ms < 0) or ARBOR_ENOTPROC.  A process that is
- *         killed while sleeping ends here.
+ * @return 0, ARBOR_EINVAL (ms < 0), ARBOR_ENOMEM (no memory for the timer)
+ *         or ARBOR_ENOTPROC (which comes first).  A process that is killed
+ *         while sleeping ends here.
  */
 ARBOR_API int arbor_sleep(int64_t ms);
 
