@@ -478,15 +478,20 @@ ARBOR_API int64_t arbor_rt_dropped(const arbor_rt *rt);
 ARBOR_API int arbor_register(const char *name, arbor_pid pid);
 
 /** Remove a registered name.  rt NULL: the calling process's runtime.
- * @return 0, ARBOR_EINVAL or ARBOR_ESRCH (no such name). */
+ * @return 0, ARBOR_EINVAL (rt NULL outside a process, name NULL or empty),
+ *         ARBOR_ENAMETOOLONG (longer than ARBOR_NAME_MAX-1: it cannot have
+ *         been registered) or ARBOR_ESRCH (no such name). */
 ARBOR_API int arbor_unregister(arbor_rt *rt, const char *name);
 
 /** Look a registered name up.  rt NULL: the calling process's runtime.
- * @return 0 (*pid set), ARBOR_EINVAL or ARBOR_ESRCH (no such name). */
+ * @return 0 (*pid set), ARBOR_EINVAL (rt NULL outside a process, name NULL
+ *         or empty, pid NULL), ARBOR_ENAMETOOLONG or ARBOR_ESRCH (no such
+ *         name). */
 ARBOR_API int arbor_whereis(arbor_rt *rt, const char *name, arbor_pid *pid);
 
 /** arbor_send() to a registered name.
- * @return As arbor_send(), and ARBOR_ESRCH if no process has that name. */
+ * @return As arbor_send(), and as arbor_whereis() for the name (ARBOR_ESRCH
+ *         if no process has it, ARBOR_EINVAL, ARBOR_ENAMETOOLONG). */
 ARBOR_API int arbor_send_name(arbor_rt *rt, const char *name, uint32_t tag,
                               const void *data, size_t len);
 
