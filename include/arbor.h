@@ -704,9 +704,14 @@ typedef struct arbor_sup_error {
  * @param spec The tree; copied.
  * @param[out] pid  The supervisor's pid; may be NULL.
  * @param[out] err  Details of a failure; may be NULL.
- * @return 0, ARBOR_EINVAL, ARBOR_EBADSPEC (nothing started), ARBOR_ESTART,
- *         ARBOR_ENOMEM, ARBOR_ESHUTDOWN or ARBOR_EDEADLK (from one of rt's
- *         worker threads outside any process, such as an event sink).
+ * @return 0, ARBOR_EINVAL (rt NULL outside a process, spec NULL),
+ *         ARBOR_EBADSPEC (nothing started), ARBOR_ESTART,
+ *         ARBOR_ENAMETOOLONG (the caller's dotted name and spec->name
+ *         together exceed ARBOR_NAME_MAX-1), ARBOR_ENOMEM, ARBOR_ESHUTDOWN or
+ *         ARBOR_EDEADLK (from one of rt's worker threads outside any process,
+ *         such as the free function of an arbor_send_owned() message that a
+ *         dying process leaves unread; event sinks run inside their
+ *         supervisor, so they are processes).
  * @par Thread safety
  * Any thread.
  */
@@ -895,8 +900,11 @@ enum arbor_dump_format {
 
 /** Write the running tree under @p sup (pids, states, restart counts) into
  * buf (NUL-terminated, truncated to cap-1).
- * @return The full length, ARBOR_EINVAL, ARBOR_ESRCH or ARBOR_ENOMEM (a
- *         child supervisor that cannot answer is shown with a note). */
+ * @return The full length, ARBOR_EINVAL (sup 0, buf NULL with cap > 0, an
+ *         unknown format), ARBOR_ESRCH, ARBOR_ENOMEM or ARBOR_EDEADLK (as
+ *         arbor_sup_which_children() for sup; a child supervisor that
+ *         cannot answer is shown with a note instead).  On error buf is
+ *         untouched. */
 ARBOR_API int64_t arbor_sup_dump(arbor_pid sup, int format, char *buf,
                                  size_t cap);
 
