@@ -110,7 +110,10 @@ typedef struct arbor_rt arbor_rt;
 
 /** A process identifier.  0 is never a valid pid.  A pid is never reused
  * during the life of its runtime, and it does not resolve in any other
- * runtime. */
+ * runtime alive at the same time.  Pids name their runtime with 8 bits: once
+ * a runtime is destroyed, its pids fail cleanly (ARBOR_ESRCH, or
+ * ARBOR_EOTHERRT where a runtime is given) until 255 more runtimes have
+ * been created, after which one of those may reuse its pids. */
 typedef uint64_t arbor_pid;
 
 /** A process body.  Its return value is the process's exit reason. */
@@ -232,6 +235,13 @@ ARBOR_API int arbor_rt_shutdown(arbor_rt *rt);
 /** Shut @p rt down if that has not been done, then free it.  NULL is a
  * no-op.  From one of rt's own processes this does nothing (the runtime
  * cannot destroy itself from inside).
+ *
+ * Afterwards @p rt is a dangling pointer: no call can tell it from a live
+ * runtime, so passing it to any function is undefined (as using memory
+ * after free() is).  What stays safe is every value the runtime handed
+ * out: calls that take a pid, a timer or a supervisor (and no runtime)
+ * fail for them with ARBOR_ESRCH, and calls given another runtime answer
+ * ARBOR_EOTHERRT (see arbor_pid for how long that holds).
  *
  * @par Thread safety
  * Any thread that is not a worker of @p rt; no other call on @p rt may run
