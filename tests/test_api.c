@@ -56,6 +56,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_LSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_LSAN 1
+#endif
+#ifdef TEST_LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
 /* ---- fixtures and helpers ------------------------------------------------ */
 
 static arbor_rt *rt, *rt2;
@@ -221,6 +233,26 @@ static arbor_pid destroyed_rt_pid(void)
 static arbor_pid never_issued(arbor_pid real)
 {
   return real + 100000;
+}
+
+/* In sanitizer builds, whether LeakSanitizer finds leaks right now.
+ * (Criterion ignores the report LeakSanitizer prints when a test's process
+ * exits, so tests that are about leaks ask explicitly, once every runtime
+ * is destroyed.)  Elsewhere: no. */
+static int leaks_now(void)
+{
+#ifdef TEST_LSAN
+  return __lsan_do_recoverable_leak_check();
+#else
+  return 0;
+#endif
+}
+
+static void destroy_all(void)
+{
+  arbor_rt_destroy(rt);
+  arbor_rt_destroy(rt2);
+  rt = rt2 = NULL;
 }
 
 static void wait_dead(arbor_rt *r, arbor_pid pid)
@@ -2244,4 +2276,63 @@ Test(api, after_destroy_pid_calls_fail_cleanly, .init = setup,
   /* The other runtime did not notice. */
   cr_expect_eq(arbor_alive(rt2, left.other), 1);
   cr_expect_eq(arbor_send(left.other, 5, NULL, 0), 0);
+}
+
+/* ---- calls made by a process that has been asked to end ------------------------------------ */
+
+/* A process that is asked to end while it runs ends at its next runtime
+ * call.  Whatever that call is, ending there must not leak what the call
+ * was given or had allocated.  The victim spins (making no runtime call)
+ * until the test has killed it, then makes the call. */
+static atomic_int doomed_ready, doomed_go;
+
+static void doomed_wait(void)
+{
+  atomic_store(&doomed_ready, 1);
+  while (!atomic_load(&doomed_go))
+    sched_yield();
+}
+
+/* Kill the spinning victim, let it make its call, and return its reason. */
+static int doom(arbor_fn fn, void *arg)
+{
+  arbor_pid pid;
+  int reason = -1;
+
+  atomic_store(&doomed_ready, 0);
+  atomic_store(&doomed_go, 0);
+  cr_assert_eq(arbor_spawn(rt, &pid, fn, arg,
+                           &(arbor_spawn_opts){.flags = ARBOR_SPAWN_JOINABLE}),
+               0);
+  while (!atomic_load(&doomed_ready))
+    sched_yield();
+  cr_assert_eq(arbor_kill(pid, 9), 0);
+  atomic_store(&doomed_go, 1);
+  cr_assert_eq(arbor_wait(rt, pid, -1, &reason), 0);
+  return reason;
+}
+
+static int doomed_send_owned(void *arg)
+{
+  char *buf = malloc(8);
+
+  if (buf == NULL)
+    return 2;
+  doomed_wait();
+  if (arbor_send_owned(*(arbor_pid *)arg, 5, buf, 8, counting_free) != 0)
+    free(buf);
+  return 1; /* not reached: it ends in the call */
+}
+
+Test(api, send_owned_by_a_process_asked_to_end_frees_the_buffer_once,
+     .init = setup, .fini = teardown, .timeout = 30)
+{
+  arbor_pid to = spawn_counter(rt);
+
+  cr_expect_eq(doom(doomed_send_owned, &to), 9);
+  /* Delivered or dropped, the buffer is freed once the counter is done. */
+  stop_counter(rt, to);
+  cr_expect_eq(atomic_load(&freed), 1);
+  destroy_all();
+  cr_expect_eq(leaks_now(), 0);
 }
