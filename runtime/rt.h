@@ -343,6 +343,10 @@ int arbor__spawn_link(struct arbor__proc *parent, struct arbor__proc *child,
                       bool link, uint64_t *monitor_ref);
 void arbor__proc_wake_waiting(struct arbor__proc *p);
 void arbor__signals_fini(struct arbor__proc *p);
+/* arbor_monitor() by `self` of a nonzero pid of its own runtime, without
+ * the checkpoint: for callers that hold memory a call that does not return
+ * would leak (sup_call.c checkpoints before it allocates). */
+int arbor__monitor(struct arbor__proc *self, arbor_pid pid, uint64_t *ref);
 
 /* registry.c */
 void arbor__registry_init(arbor_rt *rt);

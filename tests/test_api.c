@@ -2336,3 +2336,65 @@ Test(api, send_owned_by_a_process_asked_to_end_frees_the_buffer_once,
   destroy_all();
   cr_expect_eq(leaks_now(), 0);
 }
+
+static const arbor_child_spec extra_child = {.id = "x", .start = sup_worker};
+
+struct doomed_call {
+  arbor_pid sup;
+  int op;
+};
+
+static int doomed_sup_call(void *arg)
+{
+  const struct doomed_call *c = arg;
+  arbor_child_info info[2];
+  arbor_child_counts k;
+
+  doomed_wait();
+  switch (c->op) {
+  case 0:
+    (void)arbor_sup_start_child(c->sup, &extra_child, NULL, NULL);
+    break;
+  case 1:
+    (void)arbor_sup_start(NULL, &two_spec, NULL, NULL);
+    break;
+  case 2:
+    (void)arbor_sup_stop(c->sup, -1);
+    break;
+  case 3:
+    (void)arbor_sup_which_children(c->sup, info, 2);
+    break;
+  case 4:
+    (void)arbor_sup_count_children(c->sup, &k);
+    break;
+  case 5:
+    (void)arbor_sup_terminate_child(c->sup, "a");
+    break;
+  case 6:
+    (void)arbor_sup_restart_child(c->sup, "a", NULL);
+    break;
+  default:
+    (void)arbor_sup_dump(c->sup, ARBOR_DUMP_TEXT, NULL, 0);
+    break;
+  }
+  return 1; /* not reached: it ends in the call */
+}
+
+/* The caller ends in the call, before asking anything: the supervisor is
+ * untouched, and nothing the call allocated is left behind (LeakSanitizer
+ * checks that part in the ASan build). */
+Test(api, sup_calls_by_a_process_asked_to_end_leave_nothing_behind,
+     .init = setup, .fini = teardown, .timeout = 60)
+{
+  arbor_pid sup = start_two();
+
+  for (int op = 0; op < 8; op++) {
+    struct doomed_call c = {sup, op};
+
+    cr_expect_eq(doom(doomed_sup_call, &c), 9, "call %d", op);
+    expect_children(sup, 2);
+  }
+  settle_live(rt, 3); /* the supervisor and its two children */
+  destroy_all();
+  cr_expect_eq(leaks_now(), 0);
+}
