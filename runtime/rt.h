@@ -254,7 +254,9 @@ struct arbor__tentry {
   struct arbor__proc *proc; /* T_RECV: the waiting process */
   arbor_pid pid;            /* its pid (T_RECV) or the target (T_SEND) */
   uint32_t seq;             /* T_RECV: the wait it belongs to */
-  struct arbor__env *env;   /* T_SEND: the message */
+  /* T_SEND: the message.  Atomic: arbor_timer_cancel() reads it while
+   * the owner may be reusing the entry (see there). */
+  struct arbor__env *_Atomic env;
   struct arbor__tentry *next_free;
 };
 
