@@ -423,7 +423,12 @@ ARBOR_API int arbor_send(arbor_pid to, uint32_t tag, const void *data,
 
 /** Send a heap buffer without copying it: on success the runtime owns @p data
  * and calls free_fn(data) once the receiver is done with it (or the message
- * is dropped).  On failure the caller still owns it.
+ * is dropped).  On failure the caller still owns it.  A calling process
+ * that is asked to end ends in this call only after the runtime has taken
+ * the buffer.  free_fn runs once, on whichever thread lets the message go:
+ * the receiver, a sender that finds the receiver gone, or a worker thread
+ * outside any process when the receiver exits with the message unread; it
+ * should only release the buffer.
  *
  * @return As arbor_send(); also ARBOR_EINVAL if free_fn is NULL while data
  *         is not.

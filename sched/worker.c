@@ -276,8 +276,15 @@ static void finish_pending(struct arbor__worker *w)
   struct arbor__task *t = w->pending;
 
   if (t != NULL) {
+    struct arbor__task *cur = w->current;
+
     w->pending = NULL;
+    /* The hooks act for t, not for the task whose stack this is: no task
+     * is current while they run, as in run(), so that code they reach (a
+     * message's free function) does not act as that task. */
+    w->current = NULL;
     after_switch(w, t);
+    w->current = cur;
   }
 }
 

@@ -2402,3 +2402,76 @@ Test(api, sup_calls_by_a_process_asked_to_end_leave_nothing_behind,
   destroy_all();
   cr_expect_eq(leaks_now(), 0);
 }
+
+/* ---- free functions run outside any process -------------------------------------------------- */
+
+/* The free function of a message that a dying process leaves unread runs
+ * on its worker after the process is gone -- also when the worker hands
+ * over directly to the next process, on that process's stack.  It must
+ * then see no calling process, never that unrelated next one (whose
+ * identity any runtime call it made would borrow). */
+static _Atomic arbor_pid seen_self, waker_target;
+static atomic_int hand_ready, hand_go;
+
+static void note_self_free(void *p)
+{
+  free(p);
+  atomic_store(&seen_self, arbor_self());
+}
+
+static int handoff_target_proc(void *arg)
+{
+  arbor_msg m;
+
+  (void)arg;
+  atomic_store(&hand_ready, 1);
+  return arbor_recv_tag(&m, 7, -1) != 0;
+}
+
+static int waker_dies(void *arg)
+{
+  (void)arg;
+  /* Wait (outside the runtime) until our owned message has arrived. */
+  while (!atomic_load(&hand_go))
+    sched_yield();
+  /* Wake the target into this worker's LIFO slot, then exit: the worker
+   * switches straight to it, and our exit (with the unread message) is
+   * finished on its stack. */
+  return arbor_send(atomic_load(&waker_target), 7, NULL, 0) != 0;
+}
+
+Test(api, free_functions_of_dropped_messages_run_outside_any_process,
+     .timeout = 60)
+{
+  arbor_rt *r1;
+
+  cr_assert_eq(arbor_rt_create(&r1, &(arbor_rt_opts){.workers = 1}), 0);
+  for (int i = 0; i < 20; i++) {
+    arbor_pid a, b;
+    void *buf = malloc(8);
+
+    cr_assert_not_null(buf);
+    atomic_store(&hand_ready, 0);
+    atomic_store(&hand_go, 0);
+    atomic_store(&seen_self, 1);
+    cr_assert_eq(arbor_spawn(r1, &a, handoff_target_proc, NULL,
+                             &(arbor_spawn_opts){.flags =
+                                                     ARBOR_SPAWN_JOINABLE}),
+                 0);
+    atomic_store(&waker_target, a);
+    while (!atomic_load(&hand_ready))
+      sched_yield();
+    cr_assert_eq(arbor_spawn(r1, &b, waker_dies, NULL,
+                             &(arbor_spawn_opts){.flags =
+                                                     ARBOR_SPAWN_JOINABLE}),
+                 0);
+    cr_assert_eq(arbor_send_owned(b, 99, buf, 8, note_self_free), 0);
+    atomic_store(&hand_go, 1);
+    cr_assert_eq(arbor_wait(r1, b, -1, NULL), 0);
+    cr_assert_eq(arbor_wait(r1, a, -1, NULL), 0);
+    cr_assert_eq(atomic_load(&seen_self), 0,
+                 "round %d: the free function ran as process %#llx", i,
+                 (unsigned long long)atomic_load(&seen_self));
+  }
+  arbor_rt_destroy(r1);
+}
