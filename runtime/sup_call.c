@@ -32,8 +32,8 @@
  * allocated; after it they make no runtime call that could end the caller
  * (arbor__monitor() does not check) until the request belongs to its
  * message, so a caller that is ended never leaves a request or a spec copy
- * behind.  (arbor_sup_dump() holds lists across several calls: see
- * sup_dump.c for the case that remains.)
+ * behind.  (arbor_sup_dump() holds lists across several calls: a defer
+ * frees them if it is ended in one; see sup_dump.c.)
  *
  * A call that could only wait forever fails at once with ARBOR_EDEADLK:
  * one made by the supervisor itself (an event sink runs in it), or by one

@@ -2475,3 +2475,114 @@ Test(api, free_functions_of_dropped_messages_run_outside_any_process,
   }
   arbor_rt_destroy(r1);
 }
+
+/* ---- a dump cut short --------------------------------------------------------------------------- */
+
+/* arbor_sup_dump() holds a list per level while it asks the next
+ * supervisor; a dumper killed during such a wait must leave none behind.
+ * The nested supervisor is kept busy (waiting for a slow child's init) so
+ * that the dumper's question waits; when it is answered at last, the
+ * answer to the dead dumper is dropped -- that is how the test knows the
+ * kill landed in the wait. */
+static _Atomic arbor_pid dump_root;
+static atomic_int dumping;
+
+static int dumper(void *arg)
+{
+  char buf[64];
+
+  (void)arg;
+  atomic_store(&dumping, 1);
+  return (int)arbor_sup_dump(atomic_load(&dump_root), ARBOR_DUMP_TEXT, buf,
+                             sizeof(buf));
+}
+
+static int slow_init(void *arg)
+{
+  arbor_msg m;
+
+  (void)arg;
+  if (arbor_register("slow", arbor_self()) != 0 ||
+      arbor_recv_tag(&m, 42, -1) != 0)
+    return 3;
+  (void)arbor_init_ack(0);
+  for (;;)
+    if (arbor_recv(&m, -1) != 0)
+      return 0;
+}
+
+static int start_slow(void *arg)
+{
+  static const arbor_child_spec slow[] = {
+      {.id = "s0", .start = slow_init}, {.id = "s1", .start = slow_init},
+      {.id = "s2", .start = slow_init}, {.id = "s3", .start = slow_init},
+      {.id = "s4", .start = slow_init}, {.id = "s5", .start = slow_init},
+      {.id = "s6", .start = slow_init}, {.id = "s7", .start = slow_init},
+      {.id = "s8", .start = slow_init}, {.id = "s9", .start = slow_init},
+      {.id = "sa", .start = slow_init}, {.id = "sb", .start = slow_init},
+      {.id = "sc", .start = slow_init}, {.id = "sd", .start = slow_init},
+      {.id = "se", .start = slow_init}, {.id = "sf", .start = slow_init},
+  };
+  const arbor_pid *a = arg; /* a[0]: the nested supervisor, a[1]: round */
+
+  return arbor_sup_start_child(a[0], &slow[a[1]], NULL, NULL) != 0;
+}
+
+Test(api, a_dump_whose_caller_is_killed_mid_walk_leaks_nothing,
+     .init = setup, .fini = teardown, .timeout = 120)
+{
+  static const arbor_sup_spec inner = {.name = "inner"};
+  static const arbor_child_spec kids[] = {
+      {.id = "inner", .type = ARBOR_SUPERVISOR, .sup = &inner}};
+  static const arbor_sup_spec outer = {.name = "outer", .children = kids,
+                                       .nchildren = 1};
+  arbor_child_info info;
+  arbor_child_counts k;
+  arbor_pid root, args[2], starter, dumper_pid, slow;
+  bool hit = false;
+  long delay = 1;
+
+  cr_assert_eq(arbor_sup_start(rt, &outer, &root, NULL), 0);
+  cr_assert_eq(arbor_sup_get_childspec(root, "inner", &info), 0);
+  atomic_store(&dump_root, root);
+  args[0] = info.pid;
+  for (int round = 0; round < 16 && !hit; round++, delay *= 4) {
+    int64_t dropped;
+    int reason = -1;
+
+    /* The inner supervisor waits for a slow child's init. */
+    args[1] = (arbor_pid)round;
+    cr_assert_eq(arbor_spawn(rt, &starter, start_slow, args,
+                             &(arbor_spawn_opts){.flags =
+                                                     ARBOR_SPAWN_JOINABLE}),
+                 0);
+    while (arbor_whereis(rt, "slow", &slow) != 0)
+      sched_yield();
+    dropped = arbor_rt_dropped(rt);
+    /* The dumper asks the root, then the busy inner supervisor. */
+    atomic_store(&dumping, 0);
+    cr_assert_eq(arbor_spawn(rt, &dumper_pid, dumper, NULL,
+                             &(arbor_spawn_opts){.flags =
+                                                     ARBOR_SPAWN_JOINABLE}),
+                 0);
+    while (!atomic_load(&dumping))
+      sched_yield();
+    for (long i = 0; i < delay; i++)
+      sched_yield();
+    cr_assert_eq(arbor_kill(dumper_pid, 9), 0);
+    cr_assert_eq(arbor_wait(rt, dumper_pid, -1, &reason), 0);
+    cr_expect_eq(reason, 9); /* it never finished the dump */
+    /* Let the slow child finish; the inner supervisor then answers what
+     * it was asked, in order, before our own question. */
+    cr_assert_eq(arbor_send(slow, 42, NULL, 0), 0);
+    cr_assert_eq(arbor_wait(rt, starter, -1, &reason), 0);
+    cr_assert_eq(reason, 0);
+    cr_assert_eq(arbor_sup_count_children(args[0], &k), 0);
+    cr_assert_eq(k.active, round + 1);
+    cr_assert_eq(arbor_unregister(rt, "slow"), 0);
+    hit = arbor_rt_dropped(rt) > dropped;
+  }
+  cr_assert(hit, "no kill landed while the dumper waited");
+  destroy_all();
+  cr_expect_eq(leaks_now(), 0);
+}
