@@ -570,8 +570,16 @@ static void nosy_sink(const arbor_event *ev, void *ud)
     fail("arbor_sup_count_children from a sink returned %d", rc);
 }
 
+/* The buffer of the arbor_send_owned() call in progress, and whether it
+ * was freed during the call.  (Other buffers may be freed meanwhile, by the
+ * other worker, so a count would not do.) */
+static void *_Atomic owned_watch;
+static atomic_int owned_watch_freed;
+
 static void owned_free(void *p)
 {
+  if (p != NULL && p == atomic_load(&owned_watch))
+    atomic_store(&owned_watch_freed, 1);
   atomic_fetch_add(&owned_freed, 1);
   free(p);
 }
@@ -688,23 +696,24 @@ static void op_send_owned(void)
   uint8_t b = u8();
   size_t len = (b & 1) ? 0 : 1 + (b >> 4);
   void *buf = (b & 2) ? NULL : malloc(len > 0 ? len : 1);
-  long before;
   int rc;
 
   if (buf != NULL) {
     memset(buf, 1, len > 0 ? len : 1);
     atomic_fetch_add(&owned_made, 1);
   }
-  before = atomic_load(&owned_freed);
+  atomic_store(&owned_watch_freed, 0);
+  atomic_store(&owned_watch, buf);
   if (b & 4)
     len = ARBOR_MSG_MAX + 1;
   rc = arbor_send_owned(to, tag, buf, buf == NULL && (b & 8) ? 3 : len,
                         (b & 0x20) ? NULL : owned_free);
   allowed("arbor_send_owned", rc, ARBOR_EINVAL, ARBOR_ESRCH, ARBOR_ENOMEM,
           END);
+  atomic_store(&owned_watch, NULL);
   if (rc < 0 && buf != NULL) {
     /* On failure the caller still owns it, and it was not freed. */
-    if (atomic_load(&owned_freed) != before)
+    if (atomic_load(&owned_watch_freed))
       fail("a failed arbor_send_owned freed the buffer");
     owned_free(buf);
   } else if (rc == 0 && buf != NULL && (b & 0x20)) {
