@@ -14,7 +14,10 @@
  * preset to a sentinel), nothing spawned (arbor_rt_live()), nothing sent
  * (a counting receiver gets nothing before its stop message, which comes
  * after the failed calls from the same sender), nothing registered,
- * linked, monitored or armed.
+ * linked, monitored or armed.  Also: calls made by a process that has been
+ * asked to end (it ends in them, and they must not leak), and callbacks
+ * the runtime runs outside any process.  Leak checks are explicit
+ * (leaks_now()): Criterion ignores LeakSanitizer's report at exit.
  *
  * What is not checked, because it cannot be: an arbor_rt pointer that has
  * been destroyed (or was never created) is dangling memory, and no call can
