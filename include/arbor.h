@@ -114,7 +114,10 @@ typedef struct arbor_rt arbor_rt;
 
 /** A process identifier.  0 is never a valid pid.  A pid is never reused
  * during the life of its runtime, and it does not resolve in any other
- * runtime. */
+ * runtime alive at the same time.  Pids name their runtime with 8 bits: once
+ * a runtime is destroyed, its pids fail cleanly (ARBOR_ESRCH, or
+ * ARBOR_EOTHERRT where a runtime is given) until 255 more runtimes have
+ * been created, after which one of those may reuse its pids. */
 typedef uint64_t arbor_pid;
 
 /** A process body.  Its return value is the process's exit reason. */
@@ -203,12 +206,12 @@ typedef struct arbor_spawn_opts {
  * the exit to see it. */
 #define ARBOR_SPAWN_JOINABLE 1u
 /** Spawn flag: link the caller (a process) and the child before the child
- * can run, so the child cannot die unobserved.  Outside a process:
- * ARBOR_ENOTPROC. */
+ * can run, so the child cannot die unobserved.  Outside a process, or from
+ * a process of another runtime: ARBOR_ENOTPROC. */
 #define ARBOR_SPAWN_LINK 2u
 /** Spawn flag: the caller (a process) monitors the child from before it can
- * run; the reference goes to *monitor_ref (required).  Outside a process:
- * ARBOR_ENOTPROC. */
+ * run; the reference goes to *monitor_ref (required).  Outside a process,
+ * or from a process of another runtime: ARBOR_ENOTPROC. */
 #define ARBOR_SPAWN_MONITOR 4u
 
 /** Counters of one worker, for tests, benchmarks and monitoring.  Every
@@ -273,6 +276,13 @@ ARBOR_API int arbor_rt_shutdown(arbor_rt *rt);
  * no-op.  From one of rt's own processes this does nothing (the runtime
  * cannot destroy itself from inside).
  *
+ * Afterwards @p rt is a dangling pointer: no call can tell it from a live
+ * runtime, so passing it to any function is undefined (as using memory
+ * after free() is).  What stays safe is every value the runtime handed
+ * out: calls that take a pid, a timer or a supervisor (and no runtime)
+ * fail for them with ARBOR_ESRCH, and calls given another runtime answer
+ * ARBOR_EOTHERRT (see arbor_pid for how long that holds).
+ *
  * @par Thread safety
  * Any thread that is not a worker of @p rt; no other call on @p rt may run
  * at the same time or later.
@@ -309,10 +319,15 @@ ARBOR_API arbor_rt *arbor_rt_current(void);
  * @param      arg   Passed to fn as is.
  * @param      opts  Options, or NULL.  Copied.
  * @return 0, ARBOR_EINVAL (fn NULL; rt NULL outside a process; a stack size
- *         out of range; a name that is empty after sanitising),
+ *         out of range; a name that is empty after sanitising; a flag that
+ *         is not an ARBOR_SPAWN_* flag; ARBOR_SPAWN_MONITOR without
+ *         monitor_ref), ARBOR_ENOTPROC (ARBOR_SPAWN_LINK or
+ *         ARBOR_SPAWN_MONITOR from a caller that is not a process of rt),
  *         ARBOR_ENAMETOOLONG (the dotted path would exceed ARBOR_NAME_MAX-1),
- *         ARBOR_ENOMEM (no memory, or no stack could be mapped), or
- *         ARBOR_ESHUTDOWN (the runtime is shutting down).
+ *         ARBOR_ENOMEM (no memory for the process; a stack that cannot be
+ *         mapped is not a spawn error: the process ends at its first run
+ *         with reason ARBOR_ENOMEM), or ARBOR_ESHUTDOWN (the runtime is
+ *         shutting down).
  * @par Ownership
  * arg is the caller's business: the runtime never touches it.
  * @par Thread safety
@@ -448,7 +463,12 @@ ARBOR_API int arbor_send(arbor_pid to, uint32_t tag, const void *data,
 
 /** Send a heap buffer without copying it: on success the runtime owns @p data
  * and calls free_fn(data) once the receiver is done with it (or the message
- * is dropped).  On failure the caller still owns it.
+ * is dropped).  On failure the caller still owns it.  A calling process
+ * that is asked to end ends in this call only after the runtime has taken
+ * the buffer.  free_fn runs once, on whichever thread lets the message go:
+ * the receiver, a sender that finds the receiver gone, or a worker thread
+ * outside any process when the receiver exits with the message unread; it
+ * should only release the buffer.
  *
  * @return As arbor_send(); also ARBOR_EINVAL if free_fn is NULL while data
  *         is not.
@@ -460,8 +480,10 @@ ARBOR_API int arbor_send_owned(arbor_pid to, uint32_t tag, void *data,
  *
  * @param[out] msg         Filled on success; untouched on error.
  * @param      timeout_ms  Negative waits forever; 0 polls.
- * @return 0, ARBOR_ETIMEDOUT, ARBOR_EINVAL (msg NULL) or ARBOR_ENOTPROC.
- *         A process that is killed while waiting ends here.
+ * @return 0, ARBOR_ETIMEDOUT, ARBOR_EINVAL (msg NULL), ARBOR_ENOMEM (no
+ *         memory for the timer of a timeout > 0) or ARBOR_ENOTPROC (which
+ *         comes first, whatever the other arguments).  A process that is
+ *         killed while waiting ends here.
  * @par Ownership
  * msg->data stays valid until this process's next receive, or its exit.
  * @par Thread safety
@@ -515,8 +537,9 @@ ARBOR_API int arbor_hibernate(void);
 /** Suspend the calling process for @p ms milliseconds (1 ms resolution;
  * never early).  Messages that arrive meanwhile wait in the mailbox.
  *
- * @return 0, ARBOR_EINVAL (ms < 0) or ARBOR_ENOTPROC.  A process that is
- *         killed while sleeping ends here.
+ * @return 0, ARBOR_EINVAL (ms < 0), ARBOR_ENOMEM (no memory for the timer)
+ *         or ARBOR_ENOTPROC (which comes first).  A process that is killed
+ *         while sleeping ends here.
  */
 ARBOR_API int arbor_sleep(int64_t ms);
 
@@ -540,15 +563,20 @@ ARBOR_API int64_t arbor_rt_dropped(const arbor_rt *rt);
 ARBOR_API int arbor_register(const char *name, arbor_pid pid);
 
 /** Remove a registered name.  rt NULL: the calling process's runtime.
- * @return 0, ARBOR_EINVAL or ARBOR_ESRCH (no such name). */
+ * @return 0, ARBOR_EINVAL (rt NULL outside a process, name NULL or empty),
+ *         ARBOR_ENAMETOOLONG (longer than ARBOR_NAME_MAX-1: it cannot have
+ *         been registered) or ARBOR_ESRCH (no such name). */
 ARBOR_API int arbor_unregister(arbor_rt *rt, const char *name);
 
 /** Look a registered name up.  rt NULL: the calling process's runtime.
- * @return 0 (*pid set), ARBOR_EINVAL or ARBOR_ESRCH (no such name). */
+ * @return 0 (*pid set), ARBOR_EINVAL (rt NULL outside a process, name NULL
+ *         or empty, pid NULL), ARBOR_ENAMETOOLONG or ARBOR_ESRCH (no such
+ *         name). */
 ARBOR_API int arbor_whereis(arbor_rt *rt, const char *name, arbor_pid *pid);
 
 /** arbor_send() to a registered name.
- * @return As arbor_send(), and ARBOR_ESRCH if no process has that name. */
+ * @return As arbor_send(), and as arbor_whereis() for the name (ARBOR_ESRCH
+ *         if no process has it, ARBOR_EINVAL, ARBOR_ENAMETOOLONG). */
 ARBOR_API int arbor_send_name(arbor_rt *rt, const char *name, uint32_t tag,
                               const void *data, size_t len);
 
@@ -761,9 +789,14 @@ typedef struct arbor_sup_error {
  * @param spec The tree; copied.
  * @param[out] pid  The supervisor's pid; may be NULL.
  * @param[out] err  Details of a failure; may be NULL.
- * @return 0, ARBOR_EINVAL, ARBOR_EBADSPEC (nothing started), ARBOR_ESTART,
- *         ARBOR_ENOMEM, ARBOR_ESHUTDOWN or ARBOR_EDEADLK (from one of rt's
- *         worker threads outside any process, such as an event sink).
+ * @return 0, ARBOR_EINVAL (rt NULL outside a process, spec NULL),
+ *         ARBOR_EBADSPEC (nothing started), ARBOR_ESTART,
+ *         ARBOR_ENAMETOOLONG (the caller's dotted name and spec->name
+ *         together exceed ARBOR_NAME_MAX-1), ARBOR_ENOMEM, ARBOR_ESHUTDOWN or
+ *         ARBOR_EDEADLK (from one of rt's worker threads outside any process,
+ *         such as the free function of an arbor_send_owned() message that a
+ *         dying process leaves unread; event sinks run inside their
+ *         supervisor, so they are processes).
  * @par Thread safety
  * Any thread.
  */
@@ -967,8 +1000,11 @@ enum arbor_dump_format {
 
 /** Write the running tree under @p sup (pids, states, restart counts) into
  * buf (NUL-terminated, truncated to cap-1).
- * @return The full length, ARBOR_EINVAL, ARBOR_ESRCH or ARBOR_ENOMEM (a
- *         child supervisor that cannot answer is shown with a note). */
+ * @return The full length, ARBOR_EINVAL (sup 0, buf NULL with cap > 0, an
+ *         unknown format), ARBOR_ESRCH, ARBOR_ENOMEM or ARBOR_EDEADLK (as
+ *         arbor_sup_which_children() for sup; a child supervisor that
+ *         cannot answer is shown with a note instead).  On error buf is
+ *         untouched. */
 ARBOR_API int64_t arbor_sup_dump(arbor_pid sup, int format, char *buf,
                                  size_t cap);
 

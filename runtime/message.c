@@ -445,8 +445,6 @@ int arbor_send_owned(arbor_pid to, uint32_t tag, void *data, size_t len,
     return err;
   if (data != NULL && free_fn == NULL)
     return ARBOR_EINVAL;
-  if (self != NULL)
-    arbor__proc_checkpoint(self);
   w = arbor__worker_of(rt, self);
   e = arbor__env_new(rt, w, 0);
   if (e == NULL)
@@ -458,6 +456,10 @@ int arbor_send_owned(arbor_pid to, uint32_t tag, void *data, size_t len,
   e->from =
       self != NULL ? atomic_load_explicit(&self->pid, memory_order_relaxed) : 0;
   post(rt, w, to, e);
+  /* A process asked to end ends here, only once the buffer is the
+   * runtime's: a call that does not return cannot hand it back. */
+  if (self != NULL)
+    arbor__proc_checkpoint(self);
   sent(self);
   return 0;
 }

@@ -274,7 +274,9 @@ struct arbor__tentry {
   struct arbor__proc *proc; /* T_RECV: the waiting process */
   arbor_pid pid;            /* its pid (T_RECV) or the target (T_SEND) */
   uint32_t seq;             /* T_RECV: the wait it belongs to */
-  struct arbor__env *env;   /* T_SEND: the message */
+  /* T_SEND: the message.  Atomic: arbor_timer_cancel() reads it while
+   * the owner may be reusing the entry (see there). */
+  struct arbor__env *_Atomic env;
   struct arbor__tentry *next_free;
 };
 
@@ -465,6 +467,10 @@ void arbor__proc_wake_waiting(struct arbor__proc *p);
 /* message.c: the park hook (see sched.h and message.c). */
 bool arbor__proc_park(struct arbor__task *t);
 void arbor__signals_fini(struct arbor__proc *p);
+/* arbor_monitor() by `self` of a nonzero pid of its own runtime, without
+ * the checkpoint: for callers that hold memory a call that does not return
+ * would leak (sup_call.c checkpoints before it allocates). */
+int arbor__monitor(struct arbor__proc *self, arbor_pid pid, uint64_t *ref);
 
 /* registry.c */
 void arbor__registry_init(arbor_rt *rt);

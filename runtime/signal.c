@@ -338,10 +338,7 @@ int arbor_unlink(arbor_pid pid)
 
 int arbor_monitor(arbor_pid pid, uint64_t *ref_out)
 {
-  struct arbor__proc *self = arbor__proc_current(), *t;
-  arbor_pid me;
-  uint64_t ref;
-  int err;
+  struct arbor__proc *self = arbor__proc_current();
 
   if (self == NULL)
     return ARBOR_ENOTPROC;
@@ -350,6 +347,16 @@ int arbor_monitor(arbor_pid pid, uint64_t *ref_out)
   if (arbor__rt_of_pid(pid) != self->rt)
     return ARBOR_EOTHERRT;
   arbor__proc_checkpoint(self);
+  return arbor__monitor(self, pid, ref_out);
+}
+
+int arbor__monitor(struct arbor__proc *self, arbor_pid pid, uint64_t *ref_out)
+{
+  struct arbor__proc *t;
+  arbor_pid me;
+  uint64_t ref;
+  int err;
+
   me = atomic_load_explicit(&self->pid, memory_order_relaxed);
   ref = atomic_fetch_add_explicit(&self->rt->next_ref, 1,
                                   memory_order_relaxed) + 1;

@@ -27,6 +27,14 @@
  *    supervisor that dies before answering always wakes its callers.  This
  *    is the "future" of the design, with the runtime's mutex and condvar.
  *
+ * A process that has been asked to end ends at its next runtime call.  For
+ * these calls that is their first step (checkpoint()), before anything is
+ * allocated; after it they make no runtime call that could end the caller
+ * (arbor__monitor() does not check) until the request belongs to its
+ * message, so a caller that is ended never leaves a request or a spec copy
+ * behind.  (arbor_sup_dump() holds lists across several calls: a defer
+ * frees them if it is ended in one; see sup_dump.c.)
+ *
  * A call that could only wait forever fails at once with ARBOR_EDEADLK:
  * one made by the supervisor itself (an event sink runs in it), or by one
  * of its workers before its init ack (the supervisor is blocked on that).
@@ -485,6 +493,16 @@ static int lookup(arbor_pid sup, arbor_rt **rt, struct arbor__proc **p)
   return 0;
 }
 
+/* End the calling process here if it has been asked to end (see the top of
+ * the file): the first step of every public call. */
+static void checkpoint(void)
+{
+  struct arbor__proc *self = arbor__proc_current();
+
+  if (self != NULL)
+    arbor__proc_checkpoint(self);
+}
+
 /* Whether the calling process would wait for supervisor p forever: p is
  * itself, or p is waiting for our init ack (we are its worker and have not
  * acked yet).  ACKED is only written by ourselves: relaxed. */
@@ -511,15 +529,16 @@ static int match_reply(const arbor_msg *m, void *arg)
 
 /* A process caller: monitor, send, wait for the reply or the DOWN.
  * Consumes r. */
-static int call_proc(arbor_rt *rt, arbor_pid sup, struct arbor__sup_req *r,
-                     struct result *res, arbor_child_info *list)
+static int call_proc(struct arbor__proc *self, arbor_rt *rt, arbor_pid sup,
+                     struct arbor__sup_req *r, struct result *res,
+                     arbor_child_info *list)
 {
   struct reply_wait w;
   const struct result *body;
   arbor_msg m;
   int err;
 
-  err = arbor_monitor(sup, &w.ref);
+  err = arbor__monitor(self, sup, &w.ref);
   if (err < 0) {
     arbor__sup_req_release(r);
     return err;
@@ -603,7 +622,7 @@ static int call(arbor_pid sup, struct arbor__sup_req *r, struct result *res,
       arbor__sup_req_release(r);
       return ARBOR_EDEADLK;
     }
-    return call_proc(rt, sup, r, res, list);
+    return call_proc(self, rt, sup, r, res, list);
   }
   /* A thread, or a process of another runtime (it blocks its worker). */
   return call_thread(rt, p, sup, r, res, list);
@@ -615,6 +634,7 @@ static int call_id(arbor_pid sup, int op, const char *id, struct result *res)
   struct arbor__sup_req *r;
   size_t n;
 
+  checkpoint();
   if (id == NULL)
     return ARBOR_EINVAL;
   n = strnlen(id, ARBOR_ID_MAX);
@@ -637,17 +657,36 @@ static int call_id(arbor_pid sup, int op, const char *id, struct result *res)
 
 /* ---- the public calls ------------------------------------------------------------ */
 
+/* The start request for spec: its copy travels in it.  0 or ENOMEM. */
+static int boot_request(const arbor_sup_spec *spec, struct arbor__sup_req **out)
+{
+  struct arbor__sup_tree *t;
+  struct arbor__sup_req *r;
+  int rc = arbor__sup_tree_copy(spec, &t);
+
+  if (rc < 0)
+    return rc;
+  r = req_new(OP_BOOT);
+  if (r == NULL) {
+    arbor__sup_tree_free(t);
+    return ARBOR_ENOMEM;
+  }
+  r->tree = t;
+  *out = r;
+  return 0;
+}
+
 int arbor_sup_start(arbor_rt *rt, const arbor_sup_spec *spec, arbor_pid *pid,
                     arbor_sup_error *err)
 {
   struct arbor__proc *self = arbor__proc_current(), *p;
   arbor_sup_error e = {NULL, -1, "", 0};
-  struct arbor__sup_tree *t;
   struct arbor__sup_req *r;
   struct result res;
   arbor_pid spid;
   int rc;
 
+  checkpoint();
   if (rt == NULL)
     rt = self != NULL ? self->rt : NULL;
   if (rt == NULL || spec == NULL)
@@ -658,19 +697,12 @@ int arbor_sup_start(arbor_rt *rt, const arbor_sup_spec *spec, arbor_pid *pid,
       *err = e;
     return rc;
   }
-  rc = arbor__sup_tree_copy(spec, &t);
-  if (rc < 0)
-    return rc;
-  r = req_new(OP_BOOT);
-  if (r == NULL) {
-    arbor__sup_tree_free(t);
-    return ARBOR_ENOMEM;
-  }
-  r->tree = t;
   memset(&res, 0, sizeof(res));
 
   if (self != NULL && self->rt == rt) {
-    /* Linked to the caller, and monitored for the wait. */
+    /* Linked to the caller, and monitored for the wait.  The spawn comes
+     * before the request exists: it may end the caller (see the top of
+     * the file), and nothing from here to the post can. */
     struct reply_wait w;
     arbor_msg m;
 
@@ -680,18 +712,21 @@ int arbor_sup_start(arbor_rt *rt, const arbor_sup_spec *spec, arbor_pid *pid,
                                                       ARBOR_SPAWN_MONITOR,
                                              .monitor_ref = &w.ref},
                          0);
-    if (rc < 0) {
-      arbor__sup_req_release(r);
+    if (rc < 0)
       return rc;
+    rc = boot_request(spec, &r);
+    if (rc == 0) {
+      r->from = arbor_self();
+      r->ref = w.ref;
+      rc = post_req(rt, spid, r);
+      if (rc < 0)
+        arbor__sup_req_release(r);
     }
-    r->from = arbor_self();
-    r->ref = w.ref;
-    if (post_req(rt, spid, r) < 0) {
+    if (rc < 0) {
       /* The root waits for a request that cannot come: end it. */
-      arbor__sup_req_release(r);
       (void)arbor_unlink(spid);
-      (void)arbor_kill(spid, ARBOR_REASON_KILL);
       (void)arbor_demonitor(w.ref);
+      (void)arbor_kill(spid, ARBOR_REASON_KILL);
       return ARBOR_ENOMEM;
     }
     while (arbor_recv_match(&m, match_reply, &w, -1) != 0)
@@ -707,10 +742,11 @@ int arbor_sup_start(arbor_rt *rt, const arbor_sup_spec *spec, arbor_pid *pid,
   } else {
     /* A root for the embedding program: joinable, waited for as in
      * call_thread(). */
-    if (arbor__sched_self() == &rt->sched) {
-      arbor__sup_req_release(r);
+    if (arbor__sched_self() == &rt->sched)
       return ARBOR_EDEADLK;
-    }
+    rc = boot_request(spec, &r);
+    if (rc < 0)
+      return rc;
     rc = arbor__spawn_ex(
         rt, &spid, arbor__sup_body, NULL,
         &(arbor_spawn_opts){.name = spec->name, .flags = ARBOR_SPAWN_JOINABLE},
@@ -757,8 +793,10 @@ int arbor_sup_stop(arbor_pid sup, int64_t timeout_ms)
   struct arbor__sup_req *r;
   struct timespec deadline;
   arbor_rt *rt;
-  int err = lookup(sup, &rt, &p);
+  int err;
 
+  checkpoint(); /* before the lookup's reference and the request */
+  err = lookup(sup, &rt, &p);
   if (err < 0)
     return err;
   r = req_new(OP_STOP);
@@ -776,7 +814,7 @@ int arbor_sup_stop(arbor_pid sup, int64_t timeout_ms)
       arbor__sup_req_release(r);
       return ARBOR_EDEADLK;
     }
-    err = arbor_monitor(sup, &ref);
+    err = arbor__monitor(self, sup, &ref);
     if (err == 0)
       err = post_req(rt, sup, r);
     else
@@ -842,6 +880,7 @@ int arbor_sup_start_child(arbor_pid sup, const arbor_child_spec *spec,
   struct result res;
   int rc;
 
+  checkpoint();
   if (spec == NULL)
     rc = bad(&e, "spec: NULL", -1);
   else
@@ -898,6 +937,7 @@ int arbor_sup_which_children(arbor_pid sup, arbor_child_info *out, size_t cap)
   struct arbor__sup_req *r;
   struct result res;
 
+  checkpoint();
   if (out == NULL && cap > 0)
     return ARBOR_EINVAL;
   r = req_new(OP_WHICH);
@@ -913,6 +953,7 @@ int arbor_sup_count_children(arbor_pid sup, arbor_child_counts *out)
   struct result res;
   int rc;
 
+  checkpoint();
   if (out == NULL)
     return ARBOR_EINVAL;
   r = req_new(OP_COUNT);

@@ -34,7 +34,11 @@
  * cannot be allocated.
  *
  * Memory: each level's child list is a heap array freed before returning;
- * nothing outlives the call.
+ * nothing outlives the call.  A calling process can be ended inside the
+ * walk (killed while it waits for a supervisor's answer): the lists held
+ * at that moment are in `lists`, and a defer registered for the call frees
+ * them -- it runs on the process's own stack, below this call's frames,
+ * which are still there -- and is removed again when the call returns.
  */
 #include <stdarg.h>
 #include <stdbool.h>
@@ -53,6 +57,8 @@ struct dump {
   int64_t len; /* full length so far, stored or not */
   int format;
   unsigned next_node;   /* DOT node numbers */
+  /* The list of each level being walked (index: depth), or NULL. */
+  arbor_child_info *lists[MAX_DEPTH];
   bool last[MAX_DEPTH]; /* TEXT: whether the ancestor at each depth is the
                            last of its siblings */
 };
@@ -126,8 +132,9 @@ static void put_pid(struct dump *d, arbor_pid pid)
     put_str(d, "pid -");
 }
 
-/* The children of sup into a fresh array (*out, to free), or an error.
- * The list can grow between two calls, hence the loop. */
+/* The children of sup into a fresh array (*out, to free; set before any
+ * call that may end the caller), or an error.  The list can grow between
+ * two calls, hence the loop. */
 static int list_children(arbor_pid sup, arbor_child_info **out)
 {
   size_t cap = 16;
@@ -138,12 +145,12 @@ static int list_children(arbor_pid sup, arbor_child_info **out)
 
     if (v == NULL)
       return ARBOR_ENOMEM;
+    *out = v;
     n = arbor_sup_which_children(sup, v, cap);
-    if (n >= 0 && (size_t)n <= cap) {
-      *out = v;
+    if (n >= 0 && (size_t)n <= cap)
       return n;
-    }
     free(v);
+    *out = NULL;
     if (n < 0)
       return n;
     cap = (size_t)n + 16;
@@ -166,7 +173,10 @@ static void text_children(struct dump *d, const arbor_child_info *v, int n,
 static void text_subtree(struct dump *d, arbor_pid sup, int depth)
 {
   arbor_child_info *v = NULL;
-  int n = depth < MAX_DEPTH ? list_children(sup, &v) : 0;
+  int n = depth < MAX_DEPTH ? list_children(sup, &d->lists[depth]) : 0;
+
+  if (depth < MAX_DEPTH)
+    v = d->lists[depth];
   if (n < 0) {
     text_prefix(d, depth, true);
     putf(d, "(children unavailable: %s)\n", arbor_err_name(n));
@@ -177,6 +187,8 @@ static void text_subtree(struct dump *d, arbor_pid sup, int depth)
     text_children(d, v, n, depth);
   }
   free(v);
+  if (depth < MAX_DEPTH)
+    d->lists[depth] = NULL;
 }
 
 /* One line per child (already listed) and the subtrees of supervisors. */
@@ -229,7 +241,10 @@ static void dot_children(struct dump *d, const arbor_child_info *v, int n,
 static void dot_subtree(struct dump *d, arbor_pid sup, unsigned node, int depth)
 {
   arbor_child_info *v = NULL;
-  int n = depth < MAX_DEPTH ? list_children(sup, &v) : 0;
+  int n = depth < MAX_DEPTH ? list_children(sup, &d->lists[depth]) : 0;
+
+  if (depth < MAX_DEPTH)
+    v = d->lists[depth];
   if (n < 0 || depth >= MAX_DEPTH) {
     unsigned note = d->next_node++;
 
@@ -239,6 +254,8 @@ static void dot_subtree(struct dump *d, arbor_pid sup, unsigned node, int depth)
     dot_children(d, v, n, node, depth);
   }
   free(v);
+  if (depth < MAX_DEPTH)
+    d->lists[depth] = NULL;
 }
 
 static void dot_children(struct dump *d, const arbor_child_info *v, int n,
@@ -256,6 +273,27 @@ static void dot_children(struct dump *d, const arbor_child_info *v, int n,
 }
 
 /* ---- the call ------------------------------------------------------------ */
+
+/* The defer of a dump made by a process: free the lists it holds. */
+static void free_lists(void *arg)
+{
+  struct dump *d = arg;
+
+  for (int i = 0; i < MAX_DEPTH; i++) {
+    free(d->lists[i]);
+    d->lists[i] = NULL;
+  }
+}
+
+/* Remove that defer on the way out.  It is the process's last one: nothing
+ * the dump calls registers defers or runs code that could. */
+static void undefer(struct arbor__proc *self, const struct dump *d)
+{
+  arbor__assert(self->ndefers > 0 &&
+                self->defers[self->ndefers - 1].fn == free_lists &&
+                self->defers[self->ndefers - 1].arg == d);
+  self->ndefers--;
+}
 
 /* Cut the stored text back to a whole UTF-8 character. */
 static void trim_utf8(const char *buf, size_t *end)
@@ -278,25 +316,37 @@ int64_t arbor_sup_dump(arbor_pid sup, int format, char *buf, size_t cap)
 {
   struct dump d = {.buf = buf, .room = cap > 0 ? cap - 1 : 0, .format = format};
   char name[ARBOR_NAME_MAX];
-  arbor_child_info *v = NULL;
+  arbor_child_info *v;
+  struct arbor__proc *self = arbor__proc_current();
   arbor_rt *owner;
   int n, len;
 
+  /* A process asked to end ends here, holding nothing. */
+  if (self != NULL)
+    arbor__proc_checkpoint(self);
   if (sup == 0 || (buf == NULL && cap > 0) ||
       (format != ARBOR_DUMP_TEXT && format != ARBOR_DUMP_DOT))
     return ARBOR_EINVAL;
   owner = arbor__rt_of_pid(sup);
   if (owner == NULL)
     return ARBOR_ESRCH;
+  /* From here on, a process can be ended holding lists (see the top). */
+  if (self != NULL && arbor_defer(free_lists, &d) < 0)
+    return ARBOR_ENOMEM;
   /* Both questions about the root come before anything is written, so a
    * failed call leaves buf untouched. */
-  n = list_children(sup, &v);
-  if (n < 0)
+  n = list_children(sup, &d.lists[0]);
+  v = d.lists[0];
+  if (n >= 0) {
+    len = arbor_name(owner, sup, name, sizeof(name));
+    if (len < 0)
+      n = len;
+  }
+  if (n < 0) {
+    free_lists(&d);
+    if (self != NULL)
+      undefer(self, &d);
     return n;
-  len = arbor_name(owner, sup, name, sizeof(name));
-  if (len < 0) {
-    free(v);
-    return len;
   }
   if (len == 0)
     strcpy(name, "(unnamed)");
@@ -314,7 +364,9 @@ int64_t arbor_sup_dump(arbor_pid sup, int format, char *buf, size_t cap)
     dot_children(&d, v, n, 0, 0);
     put_str(&d, "}\n");
   }
-  free(v);
+  free_lists(&d);
+  if (self != NULL)
+    undefer(self, &d);
 
   if (cap > 0) {
     size_t end = (uint64_t)d.len < d.room ? (size_t)d.len : d.room;

@@ -105,11 +105,17 @@ static struct arbor__tentry *entry_alloc(arbor_rt *rt, int w, uint8_t kind)
   memset(&e->t, 0, sizeof(e->t));
   e->kind = kind;
   e->proc = NULL;
-  e->env = NULL;
-  /* Release: the entry is set up before a reference to it can resolve. */
+  atomic_store_explicit(&e->env, NULL, memory_order_relaxed);
+  return e;
+}
+
+/* Make a filled-in entry pending: only now can its reference resolve. */
+static void entry_publish(struct arbor__tentry *e)
+{
+  /* Release: pairs with the acquire load in arbor_timer_cancel(), which
+   * then reads this generation's message. */
   atomic_store_explicit(&e->state, estate(e, T_PENDING),
                         memory_order_release);
-  return e;
 }
 
 /* Only the worker whose wheel held the entry frees it. */
@@ -150,10 +156,13 @@ static void fire(struct arbor__timer *t, void *ud)
                                               memory_order_acq_rel,
                                               memory_order_acquire)) {
     if (e->kind == ARBOR__T_SEND) {
+      struct arbor__env *env =
+          atomic_load_explicit(&e->env, memory_order_relaxed);
+
       if ((p = arbor__proc_peek(c->rt, e->pid)) != NULL) {
-        arbor__deliver(p, e->pid, e->env, c->w);
+        arbor__deliver(p, e->pid, env, c->w);
       } else {
-        arbor__env_free(c->rt, c->w, e->env);
+        arbor__env_free(c->rt, c->w, env);
         atomic_fetch_add_explicit(&c->rt->dropped, 1, memory_order_relaxed);
       }
     } else {
@@ -239,6 +248,7 @@ struct arbor__tentry *arbor__recv_timer_arm(struct arbor__proc *p,
   e->seq = seq;
   e->owner = (uint16_t)w;
   *gen = e->gen;
+  entry_publish(e);
   arbor__wheel_insert(&rt->local[w].wheel, &e->t, deadline);
   return e;
 }
@@ -301,18 +311,19 @@ int arbor_send_after(arbor_pid to, uint32_t tag, const void *data, size_t len,
     return ARBOR_ENOMEM;
   }
   e->pid = to;
-  e->env = env;
+  atomic_store_explicit(&e->env, env, memory_order_relaxed);
+  e->owner = (uint16_t)(w >= 0 ? w : 0);
+  /* Complete before a reference, even a guessed one, can cancel it. */
+  entry_publish(e);
   if (out != NULL)
     *out = arbor__pid_make(rt->tag, e->gen, e->index);
   if (w >= 0) {
-    e->owner = (uint16_t)w;
     arbor__wheel_insert(&rt->local[w].wheel, &e->t,
                         arbor__now_ms() + 1 + (uint64_t)ms);
     return 0;
   }
   /* From outside: any worker may take it, and worker 0 is told to look (an
    * unpark is never lost: it leaves NOTIFIED if the worker is awake). */
-  e->owner = 0;
   e->t.deadline = arbor__now_ms() + 1 + (uint64_t)ms;
   pthread_mutex_lock(&rt->tlock);
   e->next_free = rt->tinbox;
@@ -328,6 +339,7 @@ int arbor_timer_cancel(arbor_timer ref)
   arbor_rt *rt = arbor__rt_of_pid(ref);
   uint32_t gen = (uint32_t)(ref >> ARBOR__PID_INDEX_BITS);
   struct arbor__tentry *e;
+  struct arbor__env *env;
   uint64_t expect = tstate(gen, true, T_PENDING);
 
   if (ref == 0)
@@ -337,6 +349,15 @@ int arbor_timer_cancel(arbor_timer ref)
   e = tslot(rt, arbor__pid_index(ref));
   if (e == NULL)
     return ARBOR_ESRCH;
+  /* The message is read before the CAS: once the CAS wins, fire() on the
+   * owner frees the entry at once, and the owner may arm it again for
+   * another timer (a receive timeout stores NULL here).  Acquire: pairs
+   * with entry_publish(), so this is generation gen's message -- the field
+   * changes only after the state leaves pending(gen), and then the CAS
+   * below fails and the value is not used. */
+  if (atomic_load_explicit(&e->state, memory_order_acquire) != expect)
+    return ARBOR_ESRCH;
+  env = atomic_load_explicit(&e->env, memory_order_relaxed);
   /* Acq_rel: against the CAS in fire(); exactly one wins, and the winner
    * owns the message.  The expected word names a send_after timer of this
    * generation, so no other timer can be cancelled by a forged reference. */
@@ -345,8 +366,7 @@ int arbor_timer_cancel(arbor_timer ref)
                                                memory_order_acq_rel,
                                                memory_order_relaxed))
     return ARBOR_ESRCH;
-  arbor__env_free(rt, arbor__local_worker(rt), e->env);
-  e->env = NULL;
+  arbor__env_free(rt, arbor__local_worker(rt), env);
   return 0;
 }
 
@@ -377,8 +397,10 @@ void arbor__timers_fini(arbor_rt *rt)
 
       if ((atomic_load_explicit(&e->state, memory_order_relaxed) & 3) ==
               T_PENDING &&
-          e->kind == ARBOR__T_SEND && e->env != NULL)
-        arbor__env_free(rt, -1, e->env);
+          e->kind == ARBOR__T_SEND &&
+          atomic_load_explicit(&e->env, memory_order_relaxed) != NULL)
+        arbor__env_free(rt, -1,
+                        atomic_load_explicit(&e->env, memory_order_relaxed));
     }
     free(chunk);
   }

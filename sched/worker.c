@@ -352,11 +352,19 @@ static void finish_pending(struct arbor__worker *w)
   struct arbor__task *t = w->pending;
 
   if (t != NULL) {
-    /* Cleared after, not before: until t is finished, an overflow of the
+    struct arbor__task *cur =
+        atomic_load_explicit(&w->current, memory_order_relaxed);
+
+    /* The hooks act for t, not for the task whose stack this is: no task
+     * is current while they run, as in run(), so that code they reach (a
+     * message's free function) does not act as that task.  `pending` is
+     * cleared after, not before: until t is finished, an overflow of the
      * stack we run on must not be taken for one that can be recovered from
-     * (fault.c looks at `pending`). */
+     * (fault.c looks at it). */
+    atomic_store_explicit(&w->current, NULL, memory_order_relaxed);
     after_switch(w, t);
     w->pending = NULL;
+    atomic_store_explicit(&w->current, cur, memory_order_relaxed);
   }
 }
 
