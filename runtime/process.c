@@ -340,6 +340,7 @@ static void proc_exited(struct arbor__task *t)
 {
   struct arbor__proc *p = proc_of(t);
   arbor_rt *rt = p->rt;
+  int w = t->worker; /* read now: once unreferenced, t may run elsewhere */
   uint32_t f;
 
   /* Exactly one notification per link and monitor, whatever the cause;
@@ -348,6 +349,13 @@ static void proc_exited(struct arbor__task *t)
   arbor__proc_notify_exit(p, atomic_load_explicit(&p->reason,
                                                   memory_order_relaxed));
   arbor__mailbox_drain(rt, p);
+  /* Counted out on this worker (exits always run on one), before EXITED is
+   * published: whoever sees the process exited (arbor_wait, a DOWN) also
+   * sees the live count without it.  During shutdown every exit pokes the
+   * waiter below, which sums the count again; an exit that misses the flag
+   * is seen by the waiter's next periodic sum (see arbor_rt_shutdown()), so
+   * no fence is needed here. */
+  arbor__live_add(rt, w, -1);
   /* SeqCst: pairs with the reference CAS in arbor__proc_ref(); a waiter
    * either holds a reference we see here, or sees EXITED itself.  The
    * release half publishes the reason. */
@@ -360,11 +368,6 @@ static void proc_exited(struct arbor__task *t)
   }
   if ((f & ARBOR__P_JOINABLE) == 0)
     arbor__proc_unref(p);
-  /* Counted out on this worker (exits always run on one).  During shutdown
-   * every exit pokes the waiter, which sums the count again; an exit that
-   * misses the flag is seen by the waiter's next periodic sum (see
-   * arbor_rt_shutdown()), so no fence is needed here. */
-  arbor__live_add(rt, t->worker, -1);
   if (atomic_load_explicit(&rt->shutting_down, memory_order_relaxed)) {
     pthread_mutex_lock(&rt->life_lock);
     pthread_cond_broadcast(&rt->life_cv);
