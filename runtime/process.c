@@ -84,8 +84,13 @@ static struct arbor__proc *new_record(arbor_rt *rt)
         /* The index is lost; a later allocation in this chunk retries. */
         return NULL;
       }
-      for (uint32_t i = 0; i < ARBOR__CHUNK_SIZE; i++)
+      /* A record belongs to this runtime for good, and its rt never
+       * changes: a sender holding a stale lookup reads it (mailbox.c)
+       * while the record may be reused by a spawn. */
+      for (uint32_t i = 0; i < ARBOR__CHUNK_SIZE; i++) {
         chunk[i].index = (idx & ~(ARBOR__CHUNK_SIZE - 1)) + i;
+        chunk[i].rt = rt;
+      }
       /* Release: pairs with the acquire in slot(). */
       atomic_store_explicit(&rt->chunks[idx >> ARBOR__CHUNK_BITS], chunk,
                             memory_order_release);
@@ -392,7 +397,6 @@ int arbor__spawn_ex(arbor_rt *rt, arbor_pid *pid_out, arbor_fn fn, void *arg,
     err = ARBOR_ENOMEM;
     goto fail;
   }
-  p->rt = rt;
   p->gen++;
   p->fn = fn;
   p->arg = arg;

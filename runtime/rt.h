@@ -128,7 +128,7 @@ struct arbor__proc {
   /* The current pid, 0 while the record is free.  Release-stored after the
    * record is set up; pairs with the acquire in arbor__proc_ref(). */
   _Atomic uint64_t pid;
-  arbor_rt *rt;
+  arbor_rt *rt; /* set with the record's chunk; never changes */
   /* Messages.  The mailbox head is written by senders; the rest only by the
    * process itself (and by the exit path, once it cannot run again). */
   struct arbor__mailbox mbox;
