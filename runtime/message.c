@@ -196,7 +196,7 @@ recv_core(arbor_msg *msg, const struct matcher *mt, int64_t timeout_ms)
   struct arbor__tentry *timer = NULL;
   struct arbor__env *e;
   uint32_t seq, tgen = 0;
-  int err = 0;
+  int err = 0, towner = -1;
 
   if (p == NULL)
     return ARBOR_ENOTPROC;
@@ -220,7 +220,7 @@ recv_core(arbor_msg *msg, const struct matcher *mt, int64_t timeout_ms)
     }
     if (timeout_ms > 0 && timer == NULL) {
       timer = arbor__recv_timer_arm(
-          p, seq, arbor__now_ms() + 1 + (uint64_t)timeout_ms, &tgen);
+          p, seq, arbor__now_ms() + 1 + (uint64_t)timeout_ms, &tgen, &towner);
       if (timer == NULL) {
         err = ARBOR_ENOMEM;
         break;
@@ -229,7 +229,7 @@ recv_core(arbor_msg *msg, const struct matcher *mt, int64_t timeout_ms)
     wait_msg(p, false);
   }
   if (timer != NULL)
-    arbor__recv_timer_disarm(p, timer, tgen);
+    arbor__recv_timer_disarm(p, timer, tgen, towner);
   if (err != 0)
     return err;
   p->current = e;
@@ -309,6 +309,7 @@ int arbor_sleep(int64_t ms)
   struct arbor__proc *p = arbor__proc_current();
   struct arbor__tentry *timer;
   uint32_t seq, tgen;
+  int towner;
 
   if (p == NULL)
     return ARBOR_ENOTPROC;
@@ -320,12 +321,12 @@ int arbor_sleep(int64_t ms)
   seq = atomic_load_explicit(&p->wait_seq, memory_order_relaxed) + 1;
   atomic_store_explicit(&p->wait_seq, seq, memory_order_relaxed);
   timer = arbor__recv_timer_arm(p, seq, arbor__now_ms() + 1 + (uint64_t)ms,
-                                &tgen);
+                                &tgen, &towner);
   if (timer == NULL)
     return ARBOR_ENOMEM;
   while (atomic_load_explicit(&p->fired_seq, memory_order_acquire) != seq)
     wait_timer(p);
-  arbor__recv_timer_disarm(p, timer, tgen);
+  arbor__recv_timer_disarm(p, timer, tgen, towner);
   return 0;
 }
 

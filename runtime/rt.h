@@ -481,13 +481,15 @@ void arbor__registry_drop(arbor_rt *rt, const char *name, arbor_pid pid);
 int arbor__timers_init(arbor_rt *rt);
 void arbor__timers_fini(arbor_rt *rt);
 uint64_t arbor__now_ms(void);
-/* Arm a receive or sleep timeout; *gen receives the entry's generation,
- * which disarm needs (the entry may be reused once it has fired). */
+/* Arm a receive or sleep timeout on the calling worker's wheel; *gen and
+ * *owner receive the entry's generation and that worker's index, which
+ * disarm needs: once the timer has fired, its entry may be reused by
+ * another worker, so disarm must not read the entry's fields to learn them. */
 struct arbor__tentry *arbor__recv_timer_arm(struct arbor__proc *p,
                                             uint32_t seq, uint64_t deadline,
-                                            uint32_t *gen);
+                                            uint32_t *gen, int *owner);
 void arbor__recv_timer_disarm(struct arbor__proc *p, struct arbor__tentry *e,
-                              uint32_t gen);
+                              uint32_t gen, int owner);
 size_t arbor__timers_maintain(void *ud, unsigned w);
 int64_t arbor__timers_deadline(void *ud, unsigned w);
 

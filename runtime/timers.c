@@ -234,7 +234,7 @@ int64_t arbor__timers_deadline(void *ud, unsigned w)
 
 struct arbor__tentry *arbor__recv_timer_arm(struct arbor__proc *p,
                                             uint32_t seq, uint64_t deadline,
-                                            uint32_t *gen)
+                                            uint32_t *gen, int *owner)
 {
   arbor_rt *rt = p->rt;
   int w = p->task.worker; /* p is the caller: it runs on this worker */
@@ -248,22 +248,23 @@ struct arbor__tentry *arbor__recv_timer_arm(struct arbor__proc *p,
   e->seq = seq;
   e->owner = (uint16_t)w;
   *gen = e->gen;
+  *owner = w;
   entry_publish(e);
   arbor__wheel_insert(&rt->local[w].wheel, &e->t, deadline);
   return e;
 }
 
 void arbor__recv_timer_disarm(struct arbor__proc *p, struct arbor__tentry *e,
-                              uint32_t gen)
+                              uint32_t gen, int owner)
 {
   arbor_rt *rt = p->rt;
   int w = p->task.worker;
-  /* The generation from arm time: once this timer fired, its entry may
-   * have been freed and armed again by another process on this worker, and
-   * that timer must not be touched. */
+  /* The generation and owner from arm time: once this timer fired, its
+   * entry may have been freed and armed again by a process on any worker
+   * (which writes e->owner), and that timer must not be touched. */
   uint64_t expect = tstate(gen, false, T_PENDING);
 
-  if (w == (int)e->owner) {
+  if (w == owner) {
     /* Still on the wheel we armed it on: unlink it now (a fired one has
      * already been unlinked and freed by the wheel). */
     if (atomic_load_explicit(&e->state, memory_order_relaxed) == expect) {
