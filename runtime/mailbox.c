@@ -69,17 +69,6 @@ void arbor__mailbox_fetch_sc(struct arbor__mailbox *mb,
   *last = tail;
 }
 
-bool arbor__mailbox_block_sc(struct arbor__mailbox *mb)
-{
-  struct arbor__env *expect = ARBOR__MB_EMPTY;
-
-  /* SeqCst: the owner then reads its kill word and timer (see message.c);
-   * a killer or timer writes those and then tries to unblock. */
-  return atomic_compare_exchange_strong_explicit(
-      &mb->head, &expect, ARBOR__MB_BLOCKED, memory_order_seq_cst,
-      memory_order_relaxed);
-}
-
 bool arbor__mailbox_unblock(struct arbor__mailbox *mb)
 {
   struct arbor__env *expect = ARBOR__MB_BLOCKED;

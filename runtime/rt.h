@@ -281,7 +281,16 @@ struct arbor__tentry {
 };
 
 /* runtime.c */
-arbor_rt *arbor__rt_of_pid(arbor_pid pid);
+/* Live runtimes by tag (see runtime.c); a slot is set while its runtime
+ * lives. */
+extern arbor_rt *_Atomic arbor__runtimes[256];
+/* The live runtime a pid belongs to, or NULL.  Acquire: pairs with the
+ * CAS that publishes a runtime in arbor_rt_create(). */
+static inline arbor_rt *arbor__rt_of_pid(arbor_pid pid)
+{
+  return atomic_load_explicit(&arbor__runtimes[arbor__pid_tag(pid)],
+                              memory_order_acquire);
+}
 /* The number of live processes: rt->live plus every worker's share. */
 int64_t arbor__rt_live_sum(const arbor_rt *rt);
 /* Count a process in (+1, at spawn) or out (-1, at exit or a failed
@@ -402,7 +411,17 @@ void arbor__mailbox_fetch_sc(struct arbor__mailbox *mb,
                              struct arbor__env **first,
                              struct arbor__env **last);
 /* Owner: EMPTY -> BLOCKED; false if something arrived first. */
-bool arbor__mailbox_block_sc(struct arbor__mailbox *mb);
+/* Owner: EMPTY -> BLOCKED, false if something arrived.  SeqCst: the owner
+ * then reads its kill word and timer (see message.c); a killer or timer
+ * writes those and then tries to unblock. */
+static inline bool arbor__mailbox_block_sc(struct arbor__mailbox *mb)
+{
+  struct arbor__env *expect = ARBOR__MB_EMPTY;
+
+  return atomic_compare_exchange_strong_explicit(
+      &mb->head, &expect, ARBOR__MB_BLOCKED, memory_order_seq_cst,
+      memory_order_relaxed);
+}
 /* Anyone: BLOCKED -> EMPTY; true if this call claimed the wake. */
 bool arbor__mailbox_unblock(struct arbor__mailbox *mb);
 /* Exit: close, returning what was never fetched (a newest-first chain). */

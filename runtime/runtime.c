@@ -33,7 +33,7 @@
  * takes no runtime).  Tags are 1..255, 0 is never one (so 0 is never a pid),
  * and a tag is taken by one live runtime at a time.  A slot is cleared when
  * its runtime is destroyed; as for every call, none may race with that. */
-static arbor_rt *_Atomic runtimes[256];
+arbor_rt *_Atomic arbor__runtimes[256];
 static _Atomic unsigned next_tag;
 
 static int take_tag(arbor_rt *rt)
@@ -43,7 +43,7 @@ static int take_tag(arbor_rt *rt)
     arbor_rt *expect = NULL;
 
     /* Acq_rel: pairs with the acquire in arbor__rt_of_pid(). */
-    if (atomic_compare_exchange_strong_explicit(&runtimes[tag], &expect, rt,
+    if (atomic_compare_exchange_strong_explicit(&arbor__runtimes[tag], &expect, rt,
                                                 memory_order_acq_rel,
                                                 memory_order_relaxed)) {
       rt->tag = (uint8_t)tag;
@@ -51,12 +51,6 @@ static int take_tag(arbor_rt *rt)
     }
   }
   return ARBOR_EAGAIN; /* 255 runtimes alive at once */
-}
-
-arbor_rt *arbor__rt_of_pid(arbor_pid pid)
-{
-  return atomic_load_explicit(&runtimes[arbor__pid_tag(pid)],
-                              memory_order_acquire);
 }
 
 static int validate(const arbor_rt_opts *o, unsigned *workers)
@@ -203,7 +197,7 @@ int arbor_rt_create(arbor_rt **out, const arbor_rt_opts *opts)
   return 0;
 
 fail_start:
-  atomic_store(&runtimes[rt->tag], NULL);
+  atomic_store(&arbor__runtimes[rt->tag], NULL);
 fail_tag:
   arbor__sched_fini(&rt->sched);
 fail_sched:
@@ -266,7 +260,7 @@ void arbor_rt_destroy(arbor_rt *rt)
   if (rt == NULL || arbor__sched_self() == &rt->sched)
     return;
   (void)arbor_rt_shutdown(rt);
-  atomic_store_explicit(&runtimes[rt->tag], NULL, memory_order_release);
+  atomic_store_explicit(&arbor__runtimes[rt->tag], NULL, memory_order_release);
   arbor__sched_fini(&rt->sched);
   arbor__proc_table_fini(rt);
   arbor__timers_fini(rt);
