@@ -40,9 +40,7 @@ static struct arbor__proc *proc_of(struct arbor__task *t)
 /* The calling worker's index if it is a worker of rt, else -1. */
 int arbor__local_worker(arbor_rt *rt)
 {
-  if (arbor__sched_self() != &rt->sched)
-    return -1;
-  return arbor__sched_worker_index();
+  return arbor__sched_worker_in(&rt->sched);
 }
 
 /* ---- the record table ---------------------------------------------------- */
@@ -199,9 +197,10 @@ static void record_free(arbor_rt *rt, struct arbor__proc *p)
 
   if (p->gen == UINT32_MAX)
     return; /* retired: its next pid would repeat an old one */
-  arbor__crit_enter();
+  /* No critical section (fault.c) needed: this runs in an exit path, on the
+   * worker's own stack or, after a hand-off, on the next process's stack
+   * while `pending` is set, where the fault handler never ends a process. */
   record_push(rt, p, w);
-  arbor__crit_exit();
 }
 
 /* Tear an exited incarnation down and put the record up for reuse. */
@@ -491,8 +490,11 @@ int arbor__spawn_ex(arbor_rt *rt, arbor_pid *pid_out, arbor_fn fn, void *arg,
   }
   w = arbor__worker_of(rt, self);
   /* From being counted in `live` to being queued, the new process must not
-   * be left half made: a lost one would keep shutdown waiting forever. */
-  arbor__crit_enter();
+   * be left half made: a lost one would keep shutdown waiting forever.  A
+   * stack overflow cannot cut it short: a spawning process passed its
+   * checkpoint above with ARBOR__STACK_RESERVE bytes of stack left, far
+   * more than spawn's frames need, and other threads have no guard-page
+   * handling.  So no critical section (fault.c) is taken here. */
   /* Count it, then look for shutdown.  The SeqCst fence pairs with the one
    * in arbor_rt_shutdown() between its store of shutting_down and its sum
    * of the live count: either shutdown sees this process counted, or we
@@ -555,7 +557,6 @@ int arbor__spawn_ex(arbor_rt *rt, arbor_pid *pid_out, arbor_fn fn, void *arg,
     *pid_out = pid;
   arbor__sched_count_spawn();
   arbor__sched_submit(&rt->sched, &p->task);
-  arbor__crit_exit();
   if (self != NULL && --self->task.budget == 0) {
     /* Spawning is a runtime call like any other: a process that spawns in
      * a loop lets the others (its children first) run now and then. */
@@ -566,7 +567,6 @@ int arbor__spawn_ex(arbor_rt *rt, arbor_pid *pid_out, arbor_fn fn, void *arg,
 
 fail:
   arbor__live_add(rt, w, -1);
-  arbor__crit_exit();
   arbor__name_unref(name);
   return err;
 }

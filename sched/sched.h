@@ -292,6 +292,8 @@ struct arbor__task *arbor__sched_current(void);
 struct arbor__sched *arbor__sched_self(void);
 /* Index of the calling worker, or -1 on a foreign thread. */
 int arbor__sched_worker_index(void);
+/* Index of the calling worker if it is one of s's, else -1. */
+int arbor__sched_worker_in(const struct arbor__sched *s);
 
 /* Runtime critical sections, for the stack overflow handler (fault.c): a
  * per-thread depth, raised around runtime locks taken on a process's stack

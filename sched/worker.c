@@ -539,6 +539,15 @@ struct arbor__sched *arbor__sched_self(void)
   return w != NULL ? w->sched : NULL;
 }
 
+int arbor__sched_worker_in(const struct arbor__sched *s)
+{
+  /* Out of line and switch-free: reads the TLS variable directly (see
+   * arbor__sched_current()). */
+  struct arbor__worker *w = arbor__tls_worker;
+
+  return w != NULL && w->sched == s ? (int)w->index : -1;
+}
+
 int arbor__sched_worker_index(void)
 {
   struct arbor__worker *w = self_worker();
