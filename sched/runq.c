@@ -161,9 +161,18 @@ void arbor__runq_push_quiet_sp(struct arbor__worker *w, struct arbor__task *t)
 
 void arbor__runq_push_sp(struct arbor__worker *w, struct arbor__task *t)
 {
+  /* Only a push onto an empty ring looks for a worker to wake (Go's
+   * wakep() on new work, not on every push): while the ring holds work a
+   * previous push already did, and the wakeup it caused, or the searcher it
+   * found, is still after that work -- a searcher that gives up re-checks
+   * every ring before it sleeps (park.c).  The notify's fence and its read
+   * of the idle state's shared line were a sixth of spawn's time on 2
+   * workers, paid on every spawn that displaced the LIFO slot. */
+  bool was_empty = ck_ring_size(&w->ring) == 0;
+
   arbor__runq_push_quiet_sp(w, t);
   /* With one worker nobody else could take it. */
-  if (w->sched->nworkers > 1)
+  if (was_empty && w->sched->nworkers > 1)
     arbor__idle_notify(w->sched);
 }
 
