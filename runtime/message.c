@@ -122,7 +122,13 @@ static void spend(struct arbor__proc *p)
   }
 }
 
-static bool stop_waiting(struct arbor__proc *p, uint32_t seq)
+/* park_arg (on the task's line, which the park touches anyway): what the
+ * process waits for, and whether the wait has a timer.  Without one its
+ * fired_seq cannot match, and the park reads no other line of the record
+ * than the two a hop touches anyway. */
+enum { PARK_MSG = 1, PARK_TIMER = 2, PARK_HAS_TIMER = 4 };
+
+static bool stop_waiting(struct arbor__proc *p, uint32_t seq, bool has_timer)
 {
   /* A process running its defers is already ending: kills and shutdown no
    * longer interrupt it, so a defer may still wait for messages. */
@@ -135,7 +141,8 @@ static bool stop_waiting(struct arbor__proc *p, uint32_t seq)
           (atomic_load_explicit(&p->kill, memory_order_seq_cst) != 0 ||
            atomic_load_explicit(&p->rt->shutting_down,
                                 memory_order_seq_cst))) ||
-         atomic_load_explicit(&p->fired_seq, memory_order_seq_cst) == seq;
+         (has_timer &&
+          atomic_load_explicit(&p->fired_seq, memory_order_seq_cst) == seq);
 }
 
 bool arbor__proc_park(struct arbor__task *t)
@@ -143,15 +150,16 @@ bool arbor__proc_park(struct arbor__task *t)
   struct arbor__proc *p = arbor__container_of(t, struct arbor__proc, task);
   /* Read while the process is surely off its stack and unclaimable: this
    * wait's kind and number. */
-  uint32_t kind = p->park_kind;
+  uint32_t arg = t->park_arg;
   uint32_t seq = atomic_load_explicit(&p->wait_seq, memory_order_relaxed);
+  bool has_timer = (arg & PARK_HAS_TIMER) != 0;
 
-  if (kind == ARBOR__WAIT_MSG) {
+  if (arg & PARK_MSG) {
     /* Release (SeqCst) on success: publishes the switch away to whoever
      * takes BLOCKED back (a sender's push, a killer's or timer's unblock). */
     if (!arbor__mailbox_block_sc(&p->mbox))
       return false; /* something arrived: run it again */
-    if (!stop_waiting(p, seq))
+    if (!stop_waiting(p, seq, has_timer))
       return true;
     /* A kill or the timer came first.  If we take BLOCKED back, it is ours
      * to run again; if not, a waker already has it. */
@@ -160,18 +168,18 @@ bool arbor__proc_park(struct arbor__task *t)
   /* A sleep.  SeqCst: as the mailbox CAS above; pairs with the exchange of
    * a timer or killer in arbor__proc_wake_waiting() or timers.c. */
   atomic_store_explicit(&p->waiting, ARBOR__WAIT_TIMER, memory_order_seq_cst);
-  if (!stop_waiting(p, seq))
+  if (!stop_waiting(p, seq, true))
     return true;
   return atomic_exchange_explicit(&p->waiting, ARBOR__WAIT_NONE,
                                   memory_order_acq_rel) == ARBOR__WAIT_NONE;
 }
 
-/* Wait for a message, the timer of wait `seq` (p->wait_seq), or a kill,
- * hibernated if `hib`.  Returns at once if one of those has already
+/* Wait for a message, the timer of wait p->wait_seq if `has_timer`, or a
+ * kill, hibernated if `hib`.  Returns at once if one of those has already
  * happened. */
-static void wait_msg(struct arbor__proc *p, bool hib)
+static void wait_msg(struct arbor__proc *p, bool hib, bool has_timer)
 {
-  p->park_kind = ARBOR__WAIT_MSG;
+  p->task.park_arg = PARK_MSG | (has_timer ? PARK_HAS_TIMER : 0);
   if (hib)
     arbor__sched_hibernate();
   else
@@ -182,7 +190,7 @@ static void wait_msg(struct arbor__proc *p, bool hib)
 /* Wait for the timer of wait p->wait_seq or a kill (messages wait). */
 static void wait_timer(struct arbor__proc *p)
 {
-  p->park_kind = ARBOR__WAIT_TIMER;
+  p->task.park_arg = PARK_TIMER | PARK_HAS_TIMER;
   arbor__sched_park();
   arbor__proc_checkpoint(p);
 }
@@ -226,7 +234,7 @@ recv_core(arbor_msg *msg, const struct matcher *mt, int64_t timeout_ms)
         break;
       }
     }
-    wait_msg(p, false);
+    wait_msg(p, false, timer != NULL);
   }
   if (timer != NULL)
     arbor__recv_timer_disarm(p, timer, tgen, towner);
@@ -298,7 +306,7 @@ int arbor_hibernate(void)
     (void)take(p, &none);
     if (p->saved != NULL)
       break;
-    wait_msg(p, true);
+    wait_msg(p, true, false);
   }
   spend(p);
   return 0;

@@ -162,11 +162,6 @@ struct arbor__proc {
   /* Links, monitors, registered name: under `lock`. */
   _Atomic uint32_t lock; /* a spinlock: held for a few instructions */
   uint8_t dead;          /* no more links or monitors */
-  /* ARBOR__WAIT_MSG or _TIMER: what the process is parking for; written by
-   * the process, read by arbor__proc_park() right after it switched away.
-   * A byte beside `dead`, where it fills padding: with the task's
-   * hibernation pointer a 4-byte field in line 2 grows the record to 384. */
-  uint8_t park_kind;
   struct arbor__link_set links;
   struct arbor__mon_set monitors; /* who monitors this process */
   struct arbor__mon_set watching; /* whom this process monitors (owner) */
@@ -343,7 +338,14 @@ static inline int arbor__worker_of(arbor_rt *rt, struct arbor__proc *self)
  * own code (a few hundred bytes deep on any path) never runs into a guard
  * page, where an overflow could not be recovered from: a lock half taken,
  * a task half queued. */
+#if defined(ARBOR_HAVE_ASAN) || defined(ARBOR_HAVE_TSAN)
+/* Sanitizer runtimes run on the process's stack too, with big frames of
+ * their own (ASan's __asan_handle_no_return, before the exit's final
+ * switch, needs several KiB). */
+#define ARBOR__STACK_RESERVE 8192
+#else
 #define ARBOR__STACK_RESERVE 4096
+#endif
 
 /* At every runtime call a process makes: end it here if it has been asked
  * to end (an exit signal, or shutdown), or if it is about to run out of

@@ -116,6 +116,7 @@ struct arbor__task {
   uint8_t started;           /* the context has been made */
   uint16_t budget;           /* runtime calls left before a forced yield */
   uint16_t worker;           /* index of the worker running it (while it runs) */
+  uint8_t park_arg;          /* runtime/'s, for the park hook (on this line) */
   /* While hibernated: the live part of its stack (arbor__stack_hibernate()),
    * put back by the worker that runs it next; NULL otherwise. */
   void *hib;
