@@ -200,6 +200,17 @@ void arbor__sched_submit(struct arbor__sched *s, struct arbor__task *t)
 
 void arbor__sched_ready(struct arbor__sched *s, struct arbor__task *t)
 {
+  /* The task is likely to run next, on this worker, after the waker's few
+   * remaining instructions: start fetching the lines its switch-in needs
+   * (its task line, and the top of its saved stack) now, so that their
+   * misses overlap with that work instead of following it.  In a ring of
+   * processes every hop's lines are cold. */
+  const char *sp = arbor__ctx_saved_sp(&t->ctx);
+
+  if (sp != NULL) {
+    __builtin_prefetch(sp);
+    __builtin_prefetch(sp + 64);
+  }
   /* The caller's take-back of the wait word (an acquire RMW) pairs with
    * the release RMW that committed it in the park hook, after the switch
    * away: the task's saved context is visible, and the run queue passes it
