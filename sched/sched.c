@@ -210,6 +210,8 @@ void arbor__sched_ready(struct arbor__sched *s, struct arbor__task *t)
   if (sp != NULL) {
     __builtin_prefetch(sp);
     __builtin_prefetch(sp + 64);
+    __builtin_prefetch(sp + 128);
+    __builtin_prefetch(sp + 192);
   }
   /* The caller's take-back of the wait word (an acquire RMW) pairs with
    * the release RMW that committed it in the park hook, after the switch
