@@ -35,11 +35,6 @@ void arbor__mailbox_init(struct arbor__mailbox *mb)
   atomic_store_explicit(&mb->head, ARBOR__MB_EMPTY, memory_order_relaxed);
 }
 
-int arbor__mailbox_push_mp(struct arbor__mailbox *mb, struct arbor__env *e)
-{
-  return arbor__mailbox_push(mb, e);
-}
-
 void arbor__mailbox_fetch_sc(struct arbor__mailbox *mb,
                              struct arbor__env **first,
                              struct arbor__env **last)
@@ -89,76 +84,6 @@ struct arbor__env *arbor__mailbox_close(struct arbor__mailbox *mb)
                  h == ARBOR__MB_CLOSED
              ? NULL
              : h;
-}
-
-struct arbor__env *arbor__env_new(arbor_rt *rt, int w, size_t len)
-{
-  struct arbor__env *e;
-
-  if (len <= ARBOR__ENV_INLINE) {
-    if (w >= 0 && rt->local[w].envs != NULL) {
-      struct arbor__proc_cache *c = &rt->local[w];
-
-      e = c->envs;
-      c->envs = atomic_load_explicit(&e->next, memory_order_relaxed);
-      c->nenvs--;
-    } else {
-      e = malloc(sizeof(*e) + ARBOR__ENV_INLINE);
-      if (e == NULL)
-        return NULL;
-    }
-    e->pooled = 1;
-  } else {
-    e = malloc(sizeof(*e) + len);
-    if (e == NULL)
-      return NULL;
-    e->pooled = 0;
-  }
-  e->data = len > 0 ? (void *)(e + 1) : NULL;
-  e->len = len;
-  e->free_fn = NULL;
-  e->tag = 0;
-  e->reason = 0;
-  e->from = 0;
-  e->to = 0;
-  e->ref = 0;
-  return e;
-}
-
-void arbor__env_free(arbor_rt *rt, int w, struct arbor__env *e)
-{
-  if (e->free_fn != NULL)
-    e->free_fn(e->data);
-  if (e->pooled) {
-    if (w >= 0 && rt->local[w].nenvs < ARBOR__ENV_POOL_MAX) {
-      struct arbor__proc_cache *c = &rt->local[w];
-
-      atomic_store_explicit(&e->next, c->envs, memory_order_relaxed);
-      c->envs = e;
-      c->nenvs++;
-      return;
-    }
-  }
-  free(e);
-}
-
-void arbor__deliver(struct arbor__proc *p, arbor_pid to, struct arbor__env *e,
-                    int w)
-{
-  e->to = to;
-  switch (arbor__mailbox_push(&p->mbox, e)) {
-  case ARBOR__PUSH_WAKE:
-    /* Our CAS replaced BLOCKED: we are the one to wake it, and it is off
-     * its stack (BLOCKED is only set after the switch away). */
-    arbor__sched_ready(&p->rt->sched, &p->task);
-    break;
-  case ARBOR__PUSH_CLOSED:
-    arbor__env_free(p->rt, w, e);
-    atomic_fetch_add_explicit(&p->rt->dropped, 1, memory_order_relaxed);
-    break;
-  default:
-    break;
-  }
 }
 
 static void free_chain(arbor_rt *rt, int w, struct arbor__env *e)

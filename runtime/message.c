@@ -212,7 +212,7 @@ recv_core(arbor_msg *msg, const struct matcher *mt, int64_t timeout_ms)
     return ARBOR_EINVAL;
   arbor__proc_checkpoint(p);
   if (p->current != NULL) {
-    arbor__env_put(p->rt, p->task.worker, p->current);
+    arbor__env_free(p->rt, p->task.worker, p->current);
     p->current = NULL;
   }
   seq = atomic_load_explicit(&p->wait_seq, memory_order_relaxed) + 1;
@@ -355,34 +355,14 @@ static int check_send(arbor_pid to, uint32_t tag, const void *data,
 static inline void post(arbor_rt *rt, int w, arbor_pid to,
                         struct arbor__env *e)
 {
-  /* arbor__proc_peek() and arbor__deliver(), inline: the caller found rt
-   * by the pid's tag already. */
-  uint32_t idx = arbor__pid_index(to);
-  /* Acquire: pairs with the release store of the chunk (process.c). */
-  struct arbor__proc *chunk = atomic_load_explicit(
-      &rt->chunks[idx >> ARBOR__CHUNK_BITS], memory_order_acquire);
-  struct arbor__proc *p =
-      chunk != NULL ? &chunk[idx & (ARBOR__CHUNK_SIZE - 1)] : NULL;
+  struct arbor__proc *p = arbor__proc_peek(rt, to);
 
-  /* Acquire: pairs with the release store of the pid in arbor_spawn(). */
-  if (p == NULL || atomic_load_explicit(&p->pid, memory_order_acquire) != to) {
+  if (p == NULL) {
     arbor__env_free(rt, w, e);
     atomic_fetch_add_explicit(&rt->dropped, 1, memory_order_relaxed);
     return;
   }
-  e->to = to;
-  switch (arbor__mailbox_push(&p->mbox, e)) {
-  case ARBOR__PUSH_OK:
-    break;
-  case ARBOR__PUSH_WAKE:
-    /* Our CAS replaced BLOCKED: ours to wake (see mailbox.c). */
-    arbor__sched_ready(&rt->sched, &p->task);
-    break;
-  default: /* closed: the process is exiting */
-    arbor__env_free(rt, w, e);
-    atomic_fetch_add_explicit(&rt->dropped, 1, memory_order_relaxed);
-    break;
-  }
+  arbor__deliver(p, to, e, w);
 }
 
 static void sent(struct arbor__proc *self)
@@ -454,7 +434,7 @@ send_copy(arbor_pid to, uint32_t tag, const void *data, size_t len,
   if (self != NULL)
     arbor__proc_checkpoint(self);
   w = arbor__worker_of(rt, self);
-  e = arbor__env_get(rt, w, len);
+  e = arbor__env_new(rt, w, len);
   if (e == NULL)
     return ARBOR_ENOMEM;
   copy_body(e->data, data, len);

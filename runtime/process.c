@@ -45,16 +45,6 @@ int arbor__local_worker(arbor_rt *rt)
 
 /* ---- the record table ---------------------------------------------------- */
 
-static struct arbor__proc *slot(arbor_rt *rt, uint32_t idx)
-{
-  /* Acquire: pairs with the release store in new_record(); the chunk's
-   * zeroed records are visible. */
-  struct arbor__proc *chunk = atomic_load_explicit(
-      &rt->chunks[idx >> ARBOR__CHUNK_BITS], memory_order_acquire);
-
-  return chunk != NULL ? &chunk[idx & (ARBOR__CHUNK_SIZE - 1)] : NULL;
-}
-
 static struct arbor__proc *new_record(arbor_rt *rt)
 {
   uint32_t idx =
@@ -65,10 +55,10 @@ static struct arbor__proc *new_record(arbor_rt *rt)
     atomic_fetch_sub_explicit(&rt->next_index, 1, memory_order_relaxed);
     return NULL;
   }
-  p = slot(rt, idx);
+  p = arbor__proc_slot(rt, idx);
   if (p == NULL) {
     pthread_mutex_lock(&rt->grow_lock);
-    p = slot(rt, idx);
+    p = arbor__proc_slot(rt, idx);
     if (p == NULL) {
       /* Cache-line aligned, so each record's hot lines are its own. */
       struct arbor__proc *chunk =
@@ -87,7 +77,7 @@ static struct arbor__proc *new_record(arbor_rt *rt)
         chunk[i].index = (idx & ~(ARBOR__CHUNK_SIZE - 1)) + i;
         chunk[i].rt = rt;
       }
-      /* Release: pairs with the acquire in slot(). */
+      /* Release: pairs with the acquire in arbor__proc_slot(). */
       atomic_store_explicit(&rt->chunks[idx >> ARBOR__CHUNK_BITS], chunk,
                             memory_order_release);
       p = &chunk[idx & (ARBOR__CHUNK_SIZE - 1)];
@@ -224,7 +214,7 @@ int arbor__proc_ref(arbor_rt *rt, arbor_pid pid, struct arbor__proc **out)
 
   if (arbor__pid_tag(pid) != rt->tag)
     return pid == 0 ? ARBOR_ESRCH : ARBOR_EOTHERRT;
-  p = slot(rt, arbor__pid_index(pid));
+  p = arbor__proc_slot(rt, arbor__pid_index(pid));
   if (p == NULL)
     return ARBOR_ESRCH;
   r = atomic_load_explicit(&p->refs, memory_order_relaxed);
@@ -242,19 +232,6 @@ int arbor__proc_ref(arbor_rt *rt, arbor_pid pid, struct arbor__proc **out)
   }
   *out = p;
   return 0;
-}
-
-struct arbor__proc *arbor__proc_peek(arbor_rt *rt, arbor_pid pid)
-{
-  struct arbor__proc *p;
-
-  if (arbor__pid_tag(pid) != rt->tag)
-    return NULL;
-  p = slot(rt, arbor__pid_index(pid));
-  /* Acquire: pairs with the release store of the pid in arbor_spawn(). */
-  if (p == NULL || atomic_load_explicit(&p->pid, memory_order_acquire) != pid)
-    return NULL;
-  return p;
 }
 
 void arbor__proc_unref(struct arbor__proc *p)
@@ -745,7 +722,7 @@ void arbor__proc_wake_all(arbor_rt *rt)
   uint32_t n = atomic_load_explicit(&rt->next_index, memory_order_acquire);
 
   for (uint32_t i = 0; i < n; i++) {
-    struct arbor__proc *p = slot(rt, i);
+    struct arbor__proc *p = arbor__proc_slot(rt, i);
 
     /* Wakes it only if it is parked, taking its wait back (after the
      * caller set shutting_down, which the park hook checks after committing

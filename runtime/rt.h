@@ -7,6 +7,7 @@
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "arbor.h"
 #include "runtime/timer.h"
@@ -387,9 +388,10 @@ int arbor__send_sys(arbor_pid to, uint32_t tag, const void *data, size_t len);
 
 /* mailbox.c */
 void arbor__mailbox_init(struct arbor__mailbox *mb);
-/* The push (see mailbox.c), inline for the message hop. */
-static inline int arbor__mailbox_push(struct arbor__mailbox *mb,
-                                      struct arbor__env *e)
+/* Any thread: push e (see mailbox.c).  ARBOR__PUSH_OK, _WAKE (the caller
+ * must wake the owner) or _CLOSED (the envelope is still the caller's). */
+static inline int arbor__mailbox_push_mp(struct arbor__mailbox *mb,
+                                         struct arbor__env *e)
 {
   struct arbor__env *old = atomic_load_explicit(&mb->head, memory_order_relaxed);
 
@@ -405,9 +407,6 @@ static inline int arbor__mailbox_push(struct arbor__mailbox *mb,
       &mb->head, &old, e, memory_order_seq_cst, memory_order_relaxed));
   return old == ARBOR__MB_BLOCKED ? ARBOR__PUSH_WAKE : ARBOR__PUSH_OK;
 }
-/* ARBOR__PUSH_OK, _WAKE (the caller must wake the owner) or _CLOSED (the
- * envelope is still the caller's). */
-int arbor__mailbox_push_mp(struct arbor__mailbox *mb, struct arbor__env *e);
 /* Owner: move everything pushed so far, in send order, onto first..last. */
 void arbor__mailbox_fetch_sc(struct arbor__mailbox *mb,
                              struct arbor__env **first,
@@ -428,38 +427,52 @@ static inline bool arbor__mailbox_block_sc(struct arbor__mailbox *mb)
 bool arbor__mailbox_unblock(struct arbor__mailbox *mb);
 /* Exit: close, returning what was never fetched (a newest-first chain). */
 struct arbor__env *arbor__mailbox_close(struct arbor__mailbox *mb);
-/* w: the calling worker's index in rt, or -1 (see arbor__worker_of()). */
-struct arbor__env *arbor__env_new(arbor_rt *rt, int w, size_t len);
-void arbor__env_free(arbor_rt *rt, int w, struct arbor__env *e);
 #define ARBOR__ENV_POOL_MAX 4096 /* inline envelopes a worker keeps */
-/* The message hop's fast paths of arbor__env_new() and arbor__env_free():
- * an envelope from, or back to, worker w's pool.  The caller sets tag,
- * from and to. */
-static inline struct arbor__env *arbor__env_get(arbor_rt *rt, int w,
+/* An envelope for a len-byte body: from worker w's pool when the body fits
+ * inline (w: the calling worker's index in rt, or -1; see
+ * arbor__worker_of()), else one malloc.  Inline: this is every send. */
+static inline struct arbor__env *arbor__env_new(arbor_rt *rt, int w,
                                                 size_t len)
 {
-  if (arbor__likely(w >= 0 && len <= ARBOR__ENV_INLINE)) {
-    struct arbor__proc_cache *c = &rt->local[w];
-    struct arbor__env *e = c->envs;
+  struct arbor__env *e;
 
-    if (arbor__likely(e != NULL)) {
+  if (arbor__likely(len <= ARBOR__ENV_INLINE)) {
+    if (arbor__likely(w >= 0 && rt->local[w].envs != NULL)) {
+      struct arbor__proc_cache *c = &rt->local[w];
+
+      e = c->envs;
       c->envs = atomic_load_explicit(&e->next, memory_order_relaxed);
       c->nenvs--;
-      e->pooled = 1;
-      e->data = len > 0 ? (void *)(e + 1) : NULL;
-      e->len = len;
-      e->free_fn = NULL;
-      e->reason = 0;
-      e->ref = 0;
-      return e;
+    } else {
+      e = malloc(sizeof(*e) + ARBOR__ENV_INLINE);
+      if (e == NULL)
+        return NULL;
     }
+    e->pooled = 1;
+  } else {
+    e = malloc(sizeof(*e) + len);
+    if (e == NULL)
+      return NULL;
+    e->pooled = 0;
   }
-  return arbor__env_new(rt, w, len);
+  e->data = len > 0 ? (void *)(e + 1) : NULL;
+  e->len = len;
+  e->free_fn = NULL;
+  e->tag = 0;
+  e->reason = 0;
+  e->from = 0;
+  e->to = 0;
+  e->ref = 0;
+  return e;
 }
 
-static inline void arbor__env_put(arbor_rt *rt, int w, struct arbor__env *e)
+/* Free e (running an owned body's free function): back to worker w's pool
+ * if it came from one and the pool has room, else free(). */
+static inline void arbor__env_free(arbor_rt *rt, int w, struct arbor__env *e)
 {
-  if (arbor__likely(w >= 0 && e->pooled && e->free_fn == NULL &&
+  if (e->free_fn != NULL)
+    e->free_fn(e->data);
+  if (arbor__likely(e->pooled && w >= 0 &&
                     rt->local[w].nenvs < ARBOR__ENV_POOL_MAX)) {
     struct arbor__proc_cache *c = &rt->local[w];
 
@@ -468,17 +481,58 @@ static inline void arbor__env_put(arbor_rt *rt, int w, struct arbor__env *e)
     c->nenvs++;
     return;
   }
-  arbor__env_free(rt, w, e);
+  free(e);
 }
 void arbor__mailbox_drain(arbor_rt *rt, struct arbor__proc *p);
 /* Push e (addressed to pid `to`) to record p's mailbox; wake p if that push
  * claimed it; drop and count e if p's mailbox is closed.  w: the calling
- * worker's index or -1.  p need not be pinned (see mailbox.c). */
-void arbor__deliver(struct arbor__proc *p, arbor_pid to, struct arbor__env *e,
-                    int w);
+ * worker's index or -1.  p need not be pinned (see mailbox.c).  Inline:
+ * this is every send. */
+static inline void arbor__deliver(struct arbor__proc *p, arbor_pid to,
+                                  struct arbor__env *e, int w)
+{
+  e->to = to;
+  switch (arbor__mailbox_push_mp(&p->mbox, e)) {
+  case ARBOR__PUSH_WAKE:
+    /* Our CAS replaced BLOCKED: we are the one to wake it, and it is off
+     * its stack (BLOCKED is only set after the switch away). */
+    arbor__sched_ready(&p->rt->sched, &p->task);
+    break;
+  case ARBOR__PUSH_CLOSED:
+    arbor__env_free(p->rt, w, e);
+    atomic_fetch_add_explicit(&p->rt->dropped, 1, memory_order_relaxed);
+    break;
+  default:
+    break;
+  }
+}
+
+/* The record with index idx in rt's table, or NULL if its chunk is not
+ * made yet.  Acquire: pairs with the release store of the chunk in
+ * process.c; its records' fixed fields are visible. */
+static inline struct arbor__proc *arbor__proc_slot(arbor_rt *rt, uint32_t idx)
+{
+  struct arbor__proc *chunk = atomic_load_explicit(
+      &rt->chunks[idx >> ARBOR__CHUNK_BITS], memory_order_acquire);
+
+  return chunk != NULL ? &chunk[idx & (ARBOR__CHUNK_SIZE - 1)] : NULL;
+}
+
 /* The record pid names, if it is that pid's right now (no reference is
  * taken: the answer may be stale, which arbor__deliver() tolerates). */
-struct arbor__proc *arbor__proc_peek(arbor_rt *rt, arbor_pid pid);
+static inline struct arbor__proc *arbor__proc_peek(arbor_rt *rt,
+                                                   arbor_pid pid)
+{
+  struct arbor__proc *p;
+
+  if (arbor__pid_tag(pid) != rt->tag)
+    return NULL;
+  p = arbor__proc_slot(rt, arbor__pid_index(pid));
+  /* Acquire: pairs with the release store of the pid in arbor_spawn(). */
+  if (p == NULL || atomic_load_explicit(&p->pid, memory_order_acquire) != pid)
+    return NULL;
+  return p;
+}
 
 /* signal.c */
 void arbor__proc_notify_exit(struct arbor__proc *p, int reason);

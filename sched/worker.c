@@ -457,28 +457,11 @@ void arbor__sched_yield(void)
    * the LIFO slot, so it is resumed by run(), never by a handoff. */
 }
 
-void arbor__sched_block(void)
-{
-  struct arbor__worker *w = self_worker();
-  struct arbor__task *t =
-      atomic_load_explicit(&w->current, memory_order_relaxed);
-  struct arbor__task *next = handoff_target(w);
-
-  t->reason = ARBOR__SWITCH_BLOCK;
-  if (next != NULL) {
-    /* Parked by `next` once we are off this stack. */
-    w->pending = t;
-    arbor__ctx_jump(&t->ctx, &next->ctx);
-  } else {
-    arbor__ctx_jump(&t->ctx, &w->sched_ctx);
-  }
-  /* Resumed, perhaps on another worker. */
-  finish_pending(self_worker());
-}
-
-/* Switch away to be parked by the park hook; `reason` is PARK or
- * HIBERNATE. */
-static inline __attribute__((always_inline)) void park_as(uint8_t reason)
+/* Switch away for `reason` -- BLOCK, PARK or HIBERNATE -- handing off to
+ * the LIFO task when the rules allow (handoff_target()); whoever runs next
+ * finishes the block or park once we are off this stack.  Returns when the
+ * task is resumed, perhaps on another worker. */
+static inline __attribute__((always_inline)) void switch_away(uint8_t reason)
 {
   struct arbor__worker *w = self_worker();
   struct arbor__task *t =
@@ -487,7 +470,7 @@ static inline __attribute__((always_inline)) void park_as(uint8_t reason)
 
   t->reason = reason;
   if (next != NULL) {
-    w->pending = t; /* committed by `next` once we are off this stack */
+    w->pending = t; /* finished by `next` once we are off this stack */
     arbor__ctx_jump(&t->ctx, &next->ctx);
   } else {
     arbor__ctx_jump(&t->ctx, &w->sched_ctx);
@@ -495,14 +478,19 @@ static inline __attribute__((always_inline)) void park_as(uint8_t reason)
   finish_pending(self_worker());
 }
 
+void arbor__sched_block(void)
+{
+  switch_away(ARBOR__SWITCH_BLOCK);
+}
+
 void arbor__sched_park(void)
 {
-  park_as(ARBOR__SWITCH_PARK);
+  switch_away(ARBOR__SWITCH_PARK);
 }
 
 void arbor__sched_hibernate(void)
 {
-  park_as(ARBOR__SWITCH_HIBERNATE);
+  switch_away(ARBOR__SWITCH_HIBERNATE);
 }
 
 _Noreturn void arbor__sched_exit(void)
