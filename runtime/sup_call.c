@@ -332,6 +332,7 @@ static void reply(struct arbor__sup_req *r, const struct result *res,
   if (e != NULL) {
     struct result *body = e->data;
 
+    arbor__assert(body != NULL); /* the length is at least sizeof(*res) */
     *body = *res;
     body->n = k;
     if (k > 0)
