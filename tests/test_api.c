@@ -264,8 +264,9 @@ static void wait_dead(arbor_rt *r, arbor_pid pid)
     sched_yield();
 }
 
-/* arbor_rt_live() is a snapshot that an exit updates last, just after its
- * waiters are told: wait for it to settle (the test's timeout bounds it). */
+/* arbor_rt_live() counts a process out before its exit is published (see
+ * test_process.c), but a process nobody waits for may still be exiting:
+ * wait for the count to settle (the test's timeout bounds it). */
 static void settle_live(arbor_rt *r, int64_t n)
 {
   while (arbor_rt_live(r) != n)

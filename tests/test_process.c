@@ -76,6 +76,34 @@ static int exits_from_deep(void *arg)
   return -1; /* not reached */
 }
 
+static int waits_then_returns(void *arg)
+{
+  arbor_msg m;
+
+  (void)arg;
+  return arbor_recv(&m, -1) == 0 ? (int)m.tag : -1;
+}
+
+/* The live count leaves a process out as soon as anyone can see that it has
+ * exited: arbor_wait returning is enough, with no settling. */
+Test(process, the_live_count_drops_before_arbor_wait_returns, .init = setup2,
+     .fini = teardown, .timeout = 60)
+{
+  enum { N = 500 };
+  static arbor_pid pid[N];
+  int reason = -1;
+
+  for (int i = 0; i < N; i++)
+    cr_assert_eq(spawn_joinable(waits_then_returns, NULL, &pid[i]), 0);
+  cr_assert_eq(arbor_rt_live(rt), N);
+  for (int i = 0; i < N; i++) {
+    cr_assert_eq(arbor_send(pid[i], (uint32_t)(i + 1), NULL, 0), 0);
+    cr_assert_eq(arbor_wait(rt, pid[i], -1, &reason), 0);
+    cr_assert_eq(reason, i + 1);
+    cr_assert_eq(arbor_rt_live(rt), N - i - 1, "after %d waits", i + 1);
+  }
+}
+
 Test(process, return_value_is_the_exit_reason, .init = setup2,
      .fini = teardown, .timeout = 10)
 {
