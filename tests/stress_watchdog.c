@@ -23,6 +23,7 @@
 
 #include "runtime/rt.h"
 #include "sched/worker.h"
+#include "tests/sched_hooks_stub.h"
 
 #define FAIL(...)                                                              \
   do {                                                                         \
@@ -36,30 +37,6 @@
 #define NTASKS 64
 #define TAKES 5000 /* each costs two membarrier() calls */
 
-static void no_main(struct arbor__task *t)
-{
-  (void)t;
-}
-static int no_prestart(struct arbor__task *t, int err)
-{
-  (void)t;
-  (void)err;
-  return 0;
-}
-static void no_exited(struct arbor__task *t)
-{
-  (void)t;
-}
-static void no_overflow(struct arbor__task *t)
-{
-  (void)t;
-}
-static const struct arbor__sched_hooks dummy_hooks = {
-    .main = no_main,
-    .prestart = no_prestart,
-    .exited = no_exited,
-    .overflow = no_overflow,
-};
 
 static struct arbor__sched s;
 static struct arbor__task tasks[NTASKS];

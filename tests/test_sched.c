@@ -9,33 +9,10 @@
 
 #include "runtime/rt.h"
 #include "sched/worker.h"
+#include "tests/sched_hooks_stub.h"
 
 /* ---- run queues, on a scheduler whose threads never start ---------------- */
 
-static void no_main(struct arbor__task *t)
-{
-  (void)t;
-}
-static int no_prestart(struct arbor__task *t, int err)
-{
-  (void)t;
-  (void)err;
-  return 0;
-}
-static void no_exited(struct arbor__task *t)
-{
-  (void)t;
-}
-static void no_overflow(struct arbor__task *t)
-{
-  (void)t;
-}
-static const struct arbor__sched_hooks dummy_hooks = {
-    .main = no_main,
-    .prestart = no_prestart,
-    .exited = no_exited,
-    .overflow = no_overflow,
-};
 
 static struct arbor__sched s;
 

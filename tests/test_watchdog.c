@@ -19,6 +19,7 @@
 
 #include "runtime/sup.h"
 #include "sched/worker.h"
+#include "tests/sched_hooks_stub.h"
 
 TestSuite(watchdog, .timeout = 120);
 
@@ -509,30 +510,6 @@ Test(watchdog, the_built_in_sinks_print_the_worker_and_the_duration)
 
 /* ---- the LIFO handshake, on a scheduler whose threads never start ---------- */
 
-static void no_main(struct arbor__task *t)
-{
-  (void)t;
-}
-static int no_prestart(struct arbor__task *t, int err)
-{
-  (void)t;
-  (void)err;
-  return 0;
-}
-static void no_exited(struct arbor__task *t)
-{
-  (void)t;
-}
-static void no_overflow(struct arbor__task *t)
-{
-  (void)t;
-}
-static const struct arbor__sched_hooks dummy_hooks = {
-    .main = no_main,
-    .prestart = no_prestart,
-    .exited = no_exited,
-    .overflow = no_overflow,
-};
 
 Test(watchdog, the_watchdog_takes_the_lifo_task_and_the_owner_gets_the_slot_back)
 {
