@@ -29,8 +29,6 @@
 
 #include "runtime/rt.h"
 
-#define LOCAL_FREE_MAX 1024 /* records a worker keeps before giving back */
-
 static struct arbor__proc *proc_of(struct arbor__task *t)
 {
   return arbor__container_of(t, struct arbor__proc, task);
@@ -43,155 +41,7 @@ int arbor__local_worker(arbor_rt *rt)
   return arbor__sched_worker_in(&rt->sched);
 }
 
-/* ---- the record table ---------------------------------------------------- */
-
-static struct arbor__proc *new_record(arbor_rt *rt)
-{
-  uint32_t idx =
-      atomic_fetch_add_explicit(&rt->next_index, 1, memory_order_relaxed);
-  struct arbor__proc *p;
-
-  if (idx >= ARBOR__PID_MAX_INDEX) {
-    atomic_fetch_sub_explicit(&rt->next_index, 1, memory_order_relaxed);
-    return NULL;
-  }
-  p = arbor__proc_slot(rt, idx);
-  if (p == NULL) {
-    pthread_mutex_lock(&rt->grow_lock);
-    p = arbor__proc_slot(rt, idx);
-    if (p == NULL) {
-      /* Cache-line aligned, so each record's hot lines are its own. */
-      struct arbor__proc *chunk =
-          aligned_alloc(64, ARBOR__CHUNK_SIZE * sizeof(*chunk));
-
-      if (chunk != NULL)
-        memset(chunk, 0, ARBOR__CHUNK_SIZE * sizeof(*chunk));
-      if (chunk == NULL) {
-        pthread_mutex_unlock(&rt->grow_lock);
-        /* The index is lost; a later allocation in this chunk retries. */
-        return NULL;
-      }
-      /* index and rt never change afterwards: a record belongs to one
-       * runtime, and may be read at any time by whoever looked it up. */
-      for (uint32_t i = 0; i < ARBOR__CHUNK_SIZE; i++) {
-        chunk[i].index = (idx & ~(ARBOR__CHUNK_SIZE - 1)) + i;
-        chunk[i].rt = rt;
-      }
-      /* Release: pairs with the acquire in arbor__proc_slot(). */
-      atomic_store_explicit(&rt->chunks[idx >> ARBOR__CHUNK_BITS], chunk,
-                            memory_order_release);
-      p = &chunk[idx & (ARBOR__CHUNK_SIZE - 1)];
-    }
-    pthread_mutex_unlock(&rt->grow_lock);
-  }
-  return p;
-}
-
-static struct arbor__proc *record_alloc(arbor_rt *rt, int w)
-{
-  struct arbor__proc *p;
-
-  if (w >= 0 && rt->local[w].head != NULL) {
-    p = rt->local[w].head;
-    rt->local[w].head = p->next_free;
-    rt->local[w].n--;
-    return p;
-  }
-  if (atomic_load_explicit(&rt->nfree, memory_order_relaxed) != 0) {
-    struct arbor__free_batch b = {NULL, NULL, 0};
-
-    pthread_mutex_lock(&rt->free_lock);
-    if (w >= 0 && rt->nbatches > 0) {
-      /* A whole batch another worker gave back: when processes are spawned
-       * on one worker and end on another, the lock is taken once per batch
-       * rather than once per spawn, and never held for a walk. */
-      b = rt->batches[--rt->nbatches];
-    } else if (rt->free != NULL) {
-      b.head = b.tail = rt->free;
-      b.n = 1;
-      rt->free = b.head->next_free;
-    } else if (rt->nbatches > 0) {
-      /* A thread that is not a worker takes one record of a batch. */
-      struct arbor__free_batch *last = &rt->batches[rt->nbatches - 1];
-
-      b.head = b.tail = last->head;
-      b.n = 1;
-      last->head = b.head->next_free;
-      if (--last->n == 0)
-        rt->nbatches--;
-    }
-    if (b.n > 0)
-      atomic_fetch_sub_explicit(&rt->nfree, b.n, memory_order_relaxed);
-    pthread_mutex_unlock(&rt->free_lock);
-    if (b.n > 0) {
-      p = b.head;
-      if (b.n > 1) {
-        rt->local[w].head = p->next_free;
-        rt->local[w].tail = b.tail;
-        rt->local[w].n += b.n - 1;
-      }
-      return p;
-    }
-  }
-  return new_record(rt);
-}
-
-/* Push p on worker w's free list (w >= 0) or the runtime's. */
-static void record_push(arbor_rt *rt, struct arbor__proc *p, int w)
-{
-  if (w >= 0) {
-    struct arbor__proc_cache *c = &rt->local[w];
-
-    if (c->head == NULL)
-      c->tail = p;
-    p->next_free = c->head;
-    c->head = p;
-    if (++c->n <= LOCAL_FREE_MAX)
-      return;
-    /* Give the older half back in one batch, for spawners on other
-     * threads; keep the records freed last, whose lines are still in this
-     * core's cache. */
-    struct arbor__proc *keep = c->head, *first, *last = c->tail;
-    for (unsigned i = 1; i < c->n - LOCAL_FREE_MAX / 2; i++)
-      keep = keep->next_free;
-    first = keep->next_free;
-    keep->next_free = NULL;
-    c->tail = keep;
-    c->n -= LOCAL_FREE_MAX / 2;
-    pthread_mutex_lock(&rt->free_lock);
-    if (rt->nbatches < ARBOR__FREE_BATCHES) {
-      rt->batches[rt->nbatches++] =
-          (struct arbor__free_batch){first, last, LOCAL_FREE_MAX / 2};
-    } else {
-      last->next_free = rt->free;
-      rt->free = first;
-    }
-    atomic_fetch_add_explicit(&rt->nfree, LOCAL_FREE_MAX / 2,
-                              memory_order_relaxed);
-    pthread_mutex_unlock(&rt->free_lock);
-    return;
-  }
-  pthread_mutex_lock(&rt->free_lock);
-  p->next_free = rt->free;
-  rt->free = p;
-  atomic_fetch_add_explicit(&rt->nfree, 1, memory_order_relaxed);
-  pthread_mutex_unlock(&rt->free_lock);
-}
-
-/* May run on a process's stack (the last unref of a lookup): a critical
- * section, since a half-pushed free list or a held free_lock would break
- * every later spawn. */
-static void record_free(arbor_rt *rt, struct arbor__proc *p)
-{
-  int w = arbor__local_worker(rt);
-
-  if (p->gen == UINT32_MAX)
-    return; /* retired: its next pid would repeat an old one */
-  /* No critical section (fault.c) needed: this runs in an exit path, on the
-   * worker's own stack or, after a hand-off, on the next process's stack
-   * while `pending` is set, where the fault handler never ends a process. */
-  record_push(rt, p, w);
-}
+/* ---- the record table (the free set is records.c) ------------------------ */
 
 /* Tear an exited incarnation down and put the record up for reuse. */
 static void recycle(struct arbor__proc *p)
@@ -204,7 +54,7 @@ static void recycle(struct arbor__proc *p)
   if (p->defers != p->defer_inline)
     free(p->defers);
   p->defers = NULL;
-  record_free(p->rt, p);
+  arbor__record_free(p->rt, p);
 }
 
 int arbor__proc_ref(arbor_rt *rt, arbor_pid pid, struct arbor__proc **out)
@@ -406,6 +256,15 @@ static bool proc_recoverable(struct arbor__task *t)
   return proc_of(t)->sup_state == NULL;
 }
 
+/* Between runs and before sleeping: fire due timers, and publish the
+ * records that ended here, so that no free record stays out of sight while
+ * this worker sleeps. */
+static size_t proc_maintain(void *ud, unsigned w)
+{
+  arbor__records_flush(ud, w);
+  return arbor__timers_maintain(ud, w);
+}
+
 const struct arbor__sched_hooks arbor__proc_hooks = {
     .main = proc_main,
     .prestart = proc_prestart,
@@ -414,7 +273,7 @@ const struct arbor__sched_hooks arbor__proc_hooks = {
     .park = arbor__proc_park,
     .crashed = proc_crashed,
     .recoverable = proc_recoverable,
-    .maintain = arbor__timers_maintain,
+    .maintain = proc_maintain,
     .next_deadline = arbor__timers_deadline,
     .ud = NULL, /* each runtime sets its own */
 };
@@ -482,7 +341,7 @@ int arbor__spawn_ex(arbor_rt *rt, arbor_pid *pid_out, arbor_fn fn, void *arg,
     err = ARBOR_ESHUTDOWN;
     goto fail;
   }
-  p = record_alloc(rt, w);
+  p = arbor__record_alloc(rt, w);
   if (p == NULL) {
     err = ARBOR_ENOMEM;
     goto fail;
@@ -523,7 +382,7 @@ int arbor__spawn_ex(arbor_rt *rt, arbor_pid *pid_out, arbor_fn fn, void *arg,
                                 : NULL);
     if (err < 0) {
       atomic_store_explicit(&p->pid, 0, memory_order_relaxed);
-      record_free(rt, p);
+      arbor__record_free(rt, p);
       goto fail;
     }
   }

@@ -178,13 +178,17 @@ struct arbor__proc {
 
 #define ARBOR__KILLED_BIT ((uint64_t)1 << 32)
 
-#define ARBOR__FREE_BATCHES 64 /* batches of free records held by a runtime */
+/* Records a worker may hand out, or has freed but not yet published: bits
+ * of the word of the free set (records.c) that starts at index base. */
+struct arbor__claim {
+  uint32_t base;
+  uint64_t mask;
+};
 
 /* What one worker keeps for itself, touched only by that worker. */
 struct arbor__proc_cache {
-  alignas(64) struct arbor__proc *head; /* free process records, newest */
-  struct arbor__proc *tail;             /* oldest (valid while head is set) */
-  unsigned n;
+  alignas(64) struct arbor__claim claim; /* records to spawn into */
+  struct arbor__claim pend;              /* records ended here, unpublished */
   struct arbor__env *envs; /* free inline envelopes */
   unsigned nenvs;
   struct arbor__tentry *tfree; /* free timer entries */
@@ -203,20 +207,14 @@ struct arbor_rt {
   struct arbor__sched sched;
   struct arbor__proc_cache *local; /* one per worker */
 
-  /* The process table: chunks of records, allocated as indices grow. */
+  /* The process table (records.c): chunks of records, made as indices
+   * grow, and the free set, a two-level bitmap over the index space. */
   alignas(64) struct arbor__proc *_Atomic chunks[ARBOR__NCHUNKS];
-  _Atomic uint32_t next_index;
+  _Atomic uint32_t next_index; /* indices handed out: a multiple of 64 */
   pthread_mutex_t grow_lock;
-  pthread_mutex_t free_lock;
-  struct arbor__proc *free; /* under free_lock: records freed one by one */
-  /* Under free_lock: whole batches that workers gave back, each a chain of
-   * next_free links, so that giving and taking one costs no walk. */
-  struct arbor__free_batch {
-    struct arbor__proc *head, *tail;
-    unsigned n;
-  } batches[ARBOR__FREE_BATCHES];
-  unsigned nbatches;
-  _Atomic size_t nfree; /* written under free_lock; read as a hint */
+  _Atomic uint64_t *free_words, *free_sums;
+  pthread_mutex_t free_lock;   /* the claim of threads that are not workers */
+  struct arbor__claim foreign; /* under free_lock */
 
   /* Processes spawned from threads that are not rt's workers (minus their
    * failed spawns): the shared part of the live count (see runtime.c). */
@@ -323,6 +321,16 @@ int arbor__proc_ref(arbor_rt *rt, arbor_pid pid, struct arbor__proc **out);
 void arbor__proc_unref(struct arbor__proc *p);
 void arbor__proc_wake_all(arbor_rt *rt);
 void arbor__proc_table_fini(arbor_rt *rt);
+/* records.c: the free set of records (see there).  init returns 0 or
+ * ARBOR_ENOMEM.  alloc gives a free record (its chunk made) for worker w of
+ * rt, or w = -1 from any other thread, or NULL when out of indices or
+ * memory; free puts a torn-down record back; flush publishes what worker w
+ * has gathered (on its own thread). */
+int arbor__records_init(arbor_rt *rt);
+void arbor__records_fini(arbor_rt *rt);
+struct arbor__proc *arbor__record_alloc(arbor_rt *rt, int w);
+void arbor__record_free(arbor_rt *rt, struct arbor__proc *p);
+void arbor__records_flush(arbor_rt *rt, unsigned w);
 _Noreturn void arbor__proc_die(struct arbor__proc *p, int reason);
 void arbor__proc_checkpoint_slow(struct arbor__proc *p);
 int arbor__local_worker(arbor_rt *rt);

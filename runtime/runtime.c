@@ -149,8 +149,9 @@ int arbor_rt_create(arbor_rt **out, const arbor_rt_opts *opts)
     goto fail_local;
   }
   memset(rt->local, 0, workers * sizeof(*rt->local));
-  pthread_mutex_init(&rt->grow_lock, NULL);
-  pthread_mutex_init(&rt->free_lock, NULL);
+  err = arbor__records_init(rt);
+  if (err < 0)
+    goto fail_records;
   pthread_mutex_init(&rt->life_lock, NULL);
   pthread_mutex_init(&rt->stop_lock, NULL);
   pthread_cond_init(&rt->life_cv, NULL);
@@ -209,8 +210,8 @@ fail_sched:
   pthread_cond_destroy(&rt->life_cv);
   pthread_mutex_destroy(&rt->life_lock);
   pthread_mutex_destroy(&rt->stop_lock);
-  pthread_mutex_destroy(&rt->free_lock);
-  pthread_mutex_destroy(&rt->grow_lock);
+  arbor__records_fini(rt);
+fail_records:
   free(rt->local);
 fail_local:
   free(rt);
@@ -282,8 +283,7 @@ void arbor_rt_destroy(arbor_rt *rt)
   pthread_cond_destroy(&rt->life_cv);
   pthread_mutex_destroy(&rt->life_lock);
   pthread_mutex_destroy(&rt->stop_lock);
-  pthread_mutex_destroy(&rt->free_lock);
-  pthread_mutex_destroy(&rt->grow_lock);
+  arbor__records_fini(rt);
   free(rt->local);
   free(rt);
 }
