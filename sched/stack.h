@@ -30,6 +30,8 @@
 #define ARBOR__STACK_MIN ((size_t)16 * 1024)
 #define ARBOR__STACK_MAX ((size_t)1024 * 1024 * 1024)
 #define ARBOR__STACK_CANARY 64 /* bytes at the bottom of a slab stack */
+/* A task with no stack arena slot: its stack comes from the pool. */
+#define ARBOR__SLOT_NONE UINT32_MAX
 
 enum arbor__stack_kind {
   ARBOR__STACK_NONE = 0,
