@@ -370,7 +370,7 @@ int arbor__spawn_ex(arbor_rt *rt, arbor_pid *pid_out, arbor_fn fn, void *arg,
   p->sup = sup;
   p->store = NULL;
   p->sup_state = NULL;
-  arbor__task_init(&p->task, stack);
+  arbor__task_init(&p->task, stack, p->index);
   pid = arbor__pid_make(rt->tag, p->gen, p->index);
   if (opts->flags & (ARBOR_SPAWN_LINK | ARBOR_SPAWN_MONITOR)) {
     /* Before the child is visible or runnable, so it cannot die

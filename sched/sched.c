@@ -155,10 +155,12 @@ void arbor__sched_fini(struct arbor__sched *s)
   arbor__stack_pool_fini(&s->stacks);
 }
 
-void arbor__task_init(struct arbor__task *t, size_t stack_size)
+void arbor__task_init(struct arbor__task *t, size_t stack_size, uint32_t slot)
 {
+  arbor__assert(stack_size <= ARBOR__STACK_MAX);
   memset(&t->stack, 0, sizeof(t->stack));
-  t->stack_size = stack_size;
+  t->stack_size = (uint32_t)stack_size;
+  t->slot = slot;
   t->reason = 0;
   t->started = 0;
   t->budget = ARBOR__BUDGET;

@@ -107,10 +107,20 @@ enum arbor__overflow_mode {
 /* Calls into a process (runtime/) that a task makes between yields. */
 #define ARBOR__BUDGET 128
 
+/* One cache line: runtime/'s process record puts it alone on its first
+ * line (see struct arbor__proc), and a message hop touches little else of
+ * the receiver.  Sanitizer and ucontext builds make ctx larger, so the size
+ * is checked only where it matters for speed. */
 struct arbor__task {
   struct arbor__ctx ctx;
   struct arbor__stack stack; /* kind NONE until the task first runs */
-  size_t stack_size;         /* rounded; the stack is mapped at first run */
+  /* Rounded, <= ARBOR__STACK_MAX (1 GiB), so 32 bits are enough; the stack
+   * is mapped at first run. */
+  uint32_t stack_size;
+  /* The stack arena slot to take the stack from (sched/stack.h), or
+   * ARBOR__SLOT_NONE.  No two live tasks of one scheduler may share a
+   * slot. */
+  uint32_t slot;
   _Atomic uint32_t state;    /* ARBOR__TASK_* plus the NOTIFIED bit */
   uint8_t reason;            /* enum arbor__switch_reason, set by the task */
   uint8_t started;           /* the context has been made */
@@ -121,6 +131,11 @@ struct arbor__task {
    * put back by the worker that runs it next; NULL otherwise. */
   void *hib;
 };
+#if !defined(ARBOR_HAVE_ASAN) && !defined(ARBOR_HAVE_TSAN) && \
+    !defined(ARBOR_CTX_UCONTEXT) && UINTPTR_MAX == UINT64_MAX
+_Static_assert(sizeof(struct arbor__task) == 64,
+               "struct arbor__task must stay one cache line");
+#endif
 
 /* What sched/ asks of runtime/. */
 struct arbor__sched_hooks {
@@ -242,8 +257,11 @@ void arbor__sched_stop(struct arbor__sched *s);
 /* Free what init allocated, every cached stack included. */
 void arbor__sched_fini(struct arbor__sched *s);
 
-/* Prepare a task (state RUNNABLE, not started). */
-void arbor__task_init(struct arbor__task *t, size_t stack_size);
+/* Prepare a task (state RUNNABLE, not started).  stack_size is as returned
+ * by arbor__stack_round(); slot is the task's stack arena slot (unique
+ * among the scheduler's live tasks), or ARBOR__SLOT_NONE for a stack from
+ * the pool. */
+void arbor__task_init(struct arbor__task *t, size_t stack_size, uint32_t slot);
 
 /* Make a new task runnable: into the LIFO slot of the calling worker when it
  * belongs to s, else into the injection queue. */

@@ -1,19 +1,44 @@
-/* sched/stack.c -- process stacks: guarded mappings, slabs, caches, pool.
+/* sched/stack.c -- process stacks: the slot arena, guarded mappings, slabs,
+ * caches, pool.
  *
- * Design.  A stack is handed out from the caller's per-worker cache (no lock,
- * LIFO), else from the pool's free lists (under pool->lock), else made: a
- * guarded mapping of its own (two VMAs), or a stack carved from a slab.
- * Guarded stacks are limited process-wide by a budget derived from
- * vm.max_map_count, counted in one atomic shared by every pool, because
- * running out of VMAs makes every later mmap in the process fail (malloc,
- * pthread_create), not just ours.  The pool keeps one LIFO array per stack
- * size; the default size lives in pool->free, other sizes in pool->classes,
- * scanned linearly because a program uses only a handful of sizes.  Each size
- * also has its own slab being carved (`carving`), so carving never searches.
+ * Design.  A stack for a task with an arena slot, of the pool's default
+ * size, is the slot's own (see sched/stack.h): its region is mapped (under
+ * pool->lock, once per ARBOR__ARENA_SLOTS slots) and published in
+ * pool->arena[] with a release store, and the slot is activated at its
+ * first use (one mprotect, outside the lock, in GUARDED and AUTO modes).
+ * A slot's state byte is written only by the worker running the task that
+ * owns the slot; ownership passes from one task to the next through
+ * runtime/'s recycling of process records, and from worker to worker
+ * through the run queues, both release/acquire, so the bytes are plain
+ * (neighbouring bytes are distinct memory locations: no race).
+ * Everything else is handed out from the caller's per-worker cache (no
+ * lock, LIFO), else from the pool's free lists (under pool->lock), else
+ * made: a guarded mapping of its own (two VMAs), or a stack carved from a
+ * slab.  Guarded stacks and activated guarded slots are limited
+ * process-wide by a budget derived from vm.max_map_count, counted in one
+ * atomic shared by every pool, because running out of VMAs makes every
+ * later mmap in the process fail (malloc, pthread_create), not just ours.
+ * The pool keeps one LIFO array per stack size; the default size lives in
+ * pool->free, other sizes in pool->classes, scanned linearly because a
+ * program uses only a handful of sizes.  Each size also has its own slab
+ * being carved (`carving`), so carving never searches.
+ *
+ * Memory.  An arena region costs address space only (272 MiB for 4096
+ * default stacks) and one VMA; an activated slot keeps the pages its tasks
+ * touched, like a cached stack, and in GUARDED and AUTO modes two VMAs and
+ * a unit of the guard budget, until the pool is destroyed.  Slots are
+ * runtime/'s record indices, and a record is made only when no free one is
+ * left, so the activated slots are about as many as the most processes
+ * that were ever alive at once.
  *
  * Reclamation.  Nothing is reference counted; a stack has exactly one owner
- * at a time (a process, a cache or the pool), and the owner's thread or the
- * pool lock is what makes moving it safe.
+ * at a time (a process, a cache, the pool or an arena slot), and the
+ * owner's thread or the pool lock is what makes moving it safe.
+ *  - An arena stack never leaves its slot.  A discarded (overflowed)
+ *    guarded one is made PROT_NONE again and its pages dropped at once,
+ *    which gives its VMAs and budget unit back; the slot is marked broken
+ *    and never used again.  Regions, with the Valgrind registrations and
+ *    budget units of their active slots, go in arbor__stack_pool_fini.
  *  - A guarded stack is unmapped (with its guard page, after its Valgrind
  *    registration is dropped) by arbor__stack_free when the pool already
  *    holds guarded_cap guarded stacks, by arbor__stack_discard at once, and
@@ -24,8 +49,9 @@
  *    slab.  A discarded slab stack is simply forgotten until then.
  *  - Caches hand their stacks back to the pool in arbor__stack_cache_fini,
  *    which must run before arbor__stack_pool_fini.
- * System calls that map or unmap one guarded stack run outside the pool lock;
- * mapping a slab runs under it, but only once per many stacks.
+ * System calls that map or unmap one guarded stack, or activate a slot, run
+ * outside the pool lock; mapping a slab or a region runs under it, but only
+ * once per many stacks.
  *
  * Hibernation (arbor__stack_hibernate) keeps a stack's mapping and owner and
  * only empties it: the live part goes to a malloc()ed copy owned by the
@@ -94,6 +120,21 @@ struct arbor__stack_class {
   struct arbor__stack *items;
   size_t n, cap;
   struct arbor__stack_slab *carving; /* slab stacks of this size come from */
+};
+
+/* Arena slot states. */
+enum {
+  SLOT_UNTOUCHED = 0, /* never used (fresh calloc) */
+  SLOT_ACTIVE = 1,    /* usable: read-write, Valgrind-registered */
+  SLOT_BROKEN = 2,    /* overflowed: never used again */
+};
+
+/* The bookkeeping of one arena region (its memory is in pool->arena[]). */
+struct arbor__arena_region {
+  uint8_t state[ARBOR__ARENA_SLOTS]; /* SLOT_*, see the top of the file */
+#if defined(ARBOR_HAVE_VALGRIND)
+  unsigned vg[ARBOR__ARENA_SLOTS]; /* ids of active slots' stacks */
+#endif
 };
 
 /* Where the pool keeps stacks of one size: pointers into either the
@@ -384,10 +425,15 @@ int arbor__stack_pool_init(struct arbor__stack_pool *pool, int mode,
     size = ARBOR__STACK_DEFAULT;
   if (size < ARBOR__STACK_MIN || size > ARBOR__STACK_MAX)
     return -EINVAL;
-  *pool = (struct arbor__stack_pool){.mode = mode,
-                                     .default_size = round_up(size, page),
-                                     .page = page,
-                                     .guarded_cap = POOL_GUARDED_CAP};
+  /* memset, not a compound literal: the pool is large (the arena's
+   * tables), and an unoptimised build would put a copy on the stack. */
+  memset(pool, 0, sizeof(*pool));
+  pool->mode = mode;
+  pool->default_size = round_up(size, page);
+  pool->page = page;
+  pool->guarded_cap = POOL_GUARDED_CAP;
+  if (pool->default_size <= ARBOR__ARENA_MAX_STACK)
+    pool->stride = pool->default_size + page;
   err = pthread_mutex_init(&pool->lock, NULL);
   return -err;
 }
@@ -405,13 +451,47 @@ static void fini_list(struct arbor__stack_pool *pool,
   free(items);
 }
 
+/* Unmap every arena region; give back the budget of its active slots. */
+static void fini_arena(struct arbor__stack_pool *pool)
+{
+  size_t bytes = (size_t)ARBOR__ARENA_SLOTS * pool->stride;
+
+  for (uint32_t r = 0; r < ARBOR__ARENA_REGIONS; r++) {
+    char *base = atomic_load_explicit(&pool->arena[r], memory_order_relaxed);
+    struct arbor__arena_region *m = pool->arena_meta[r];
+    uint64_t guarded = 0;
+
+    if (base == NULL)
+      continue;
+    for (uint32_t i = 0; i < ARBOR__ARENA_SLOTS; i++) {
+      if (m->state[i] != SLOT_ACTIVE)
+        continue;
+#if defined(ARBOR_HAVE_VALGRIND)
+      VG_DEREGISTER(m->vg[i]);
+#endif
+      /* Slot by slot, not the whole region: unpoisoning writes ASan's
+       * shadow, which for a whole region would be 34 MiB. */
+      STACK_UNPOISON(base + (size_t)i * pool->stride + pool->page,
+                     pool->default_size);
+      guarded += pool->mode != ARBOR__STACK_MODE_SLAB;
+    }
+    if (munmap(base, bytes) == 0)
+      atomic_fetch_sub_explicit(&guarded_live, guarded, memory_order_relaxed);
+    free(m);
+  }
+}
+
 void arbor__stack_pool_fini(struct arbor__stack_pool *pool)
 {
   struct arbor__stack_slab *next;
+  uint64_t mapped_guarded, mapped_slab;
+  size_t default_size, page;
+  int mode;
 
   if (pool == NULL)
     return;
   /* No lock: the pool's owner guarantees no other thread uses it now. */
+  fini_arena(pool);
   fini_list(pool, pool->free, pool->nfree);
   for (size_t i = 0; i < pool->nclasses; i++)
     fini_list(pool, pool->classes[i].items, pool->classes[i].n);
@@ -428,12 +508,19 @@ void arbor__stack_pool_fini(struct arbor__stack_pool *pool)
   }
   pthread_mutex_destroy(&pool->lock);
   /* The counters stay: a non-zero mapped_guarded now means guarded stacks
-   * were never given back. */
-  *pool = (struct arbor__stack_pool){.mode = pool->mode,
-                                     .default_size = pool->default_size,
-                                     .page = pool->page,
-                                     .mapped_guarded = pool->mapped_guarded,
-                                     .mapped_slab = pool->mapped_slab};
+   * were never given back.  (arena_active goes: the arena's stacks need no
+   * giving back.) */
+  mode = pool->mode;
+  default_size = pool->default_size;
+  page = pool->page;
+  mapped_guarded = pool->mapped_guarded;
+  mapped_slab = pool->mapped_slab;
+  memset(pool, 0, sizeof(*pool));
+  pool->mode = mode;
+  pool->default_size = default_size;
+  pool->page = page;
+  pool->mapped_guarded = mapped_guarded;
+  pool->mapped_slab = mapped_slab;
 }
 
 size_t arbor__stack_round(const struct arbor__stack_pool *pool, size_t size)
@@ -556,6 +643,211 @@ void arbor__stack_discard(struct arbor__stack_pool *pool,
   }
   /* A slab stack is just dropped: listed nowhere, it cannot be handed out
    * again, and pool_fini unmaps it (and deregisters it) with its slab. */
+}
+
+/* ---- the arena ----------------------------------------------------------- */
+
+static char *slot_lo(const struct arbor__stack_pool *pool, char *base,
+                     uint32_t slot)
+{
+  return base + (size_t)(slot & (ARBOR__ARENA_SLOTS - 1)) * pool->stride +
+         pool->page;
+}
+
+/* The region of slot, and its bookkeeping in *m; NULL if the pool has no
+ * arena, the slot is beyond it or its region is not mapped. */
+static char *arena_find(const struct arbor__stack_pool *pool, uint32_t slot,
+                        struct arbor__arena_region **m)
+{
+  uint32_t r = slot >> ARBOR__ARENA_BITS;
+  char *base;
+
+  if (slot >= ARBOR__ARENA_SLOT_LIMIT || pool->stride == 0)
+    return NULL;
+  /* Acquire: pairs with the release in region_map(), for arena_meta[r]. */
+  base = atomic_load_explicit(&pool->arena[r], memory_order_acquire);
+  if (base != NULL)
+    *m = pool->arena_meta[r];
+  return base;
+}
+
+/* Map slot's region unless another thread has; as arena_find() otherwise.
+ * Under pool->lock, taken here: once per region, and the mmap of a
+ * PROT_NONE region touches no memory. */
+static char *region_map(struct arbor__stack_pool *pool, uint32_t slot,
+                        struct arbor__arena_region **m)
+{
+  uint32_t r = slot >> ARBOR__ARENA_BITS;
+  size_t bytes = (size_t)ARBOR__ARENA_SLOTS * pool->stride;
+  int prot =
+      pool->mode == ARBOR__STACK_MODE_SLAB ? PROT_READ | PROT_WRITE : PROT_NONE;
+  struct arbor__arena_region *meta = NULL;
+  char *base;
+
+  if (atomic_load_explicit(&pool->arena_off, memory_order_relaxed))
+    return NULL;
+  pthread_mutex_lock(&pool->lock);
+  /* Relaxed: it is only stored to under the lock we hold. */
+  base = atomic_load_explicit(&pool->arena[r], memory_order_relaxed);
+  if (base != NULL) {
+    meta = pool->arena_meta[r];
+    goto out;
+  }
+  meta = calloc(1, sizeof(*meta)); /* every slot SLOT_UNTOUCHED */
+  if (meta == NULL)
+    goto out; /* a later spawn may retry */
+  base = mmap(NULL, bytes, prot, STACK_MAP_FLAGS, -1, 0);
+  if (base == MAP_FAILED) {
+    /* Out of address space (a 39-bit aarch64 kernel), of VMAs, or, for a
+     * read-write SLAB region, of commit under strict overcommit.  The pool
+     * path serves from now on. */
+    free(meta);
+    base = NULL;
+    atomic_store_explicit(&pool->arena_off, true, memory_order_relaxed);
+    goto out;
+  }
+  /* As for a slab (see slab_map()); in GUARDED and AUTO modes it also keeps
+   * the flags of the region's VMAs alike, so that they merge again when a
+   * slot is made PROT_NONE. */
+  (void)madvise(base, bytes, MADV_NOHUGEPAGE);
+  pool->arena_meta[r] = meta;
+  /* Release: publishes arena_meta[r]; pairs with the acquire in
+   * arena_find(). */
+  atomic_store_explicit(&pool->arena[r], base, memory_order_release);
+out:
+  pthread_mutex_unlock(&pool->lock);
+  if (base != NULL)
+    *m = meta;
+  return base;
+}
+
+/* A slot's first use: make its stack usable.  false (and the slot left
+ * untouched, for a later task to try again) past the guard budget or if
+ * mprotect fails. */
+static bool slot_activate(struct arbor__stack_pool *pool,
+                          struct arbor__arena_region *m, uint32_t i, char *lo)
+{
+  if (pool->mode != ARBOR__STACK_MODE_SLAB) {
+    if (!guard_reserve())
+      return false;
+    /* The page below lo stays PROT_NONE: the guard.  Fails with ENOMEM when
+     * the split would exceed vm.max_map_count. */
+    if (mprotect(lo, pool->default_size, PROT_READ | PROT_WRITE) != 0) {
+      atomic_fetch_sub_explicit(&guarded_live, 1, memory_order_relaxed);
+      return false;
+    }
+  }
+  /* In SLAB mode nothing to do: the region is read-write, and fresh memory
+   * is zero, canary included. */
+#if defined(ARBOR_HAVE_VALGRIND)
+  m->vg[i] = VG_REGISTER(lo, pool->default_size);
+#endif
+  pthread_mutex_lock(&pool->lock);
+  pool->arena_active++;
+  pthread_mutex_unlock(&pool->lock);
+  m->state[i] = SLOT_ACTIVE;
+  return true;
+}
+
+int arbor__stack_alloc_slot(struct arbor__stack_pool *pool,
+                            struct arbor__stack_cache *cache, size_t size,
+                            uint32_t slot, struct arbor__stack *out)
+{
+  uint32_t i = slot & (ARBOR__ARENA_SLOTS - 1);
+  struct arbor__arena_region *m;
+  char *base, *lo;
+
+  if (pool == NULL || out == NULL || size != pool->default_size ||
+      slot >= ARBOR__ARENA_SLOT_LIMIT || pool->stride == 0)
+    goto pool_path;
+  base = arena_find(pool, slot, &m);
+  if (base == NULL && (base = region_map(pool, slot, &m)) == NULL)
+    goto pool_path;
+  lo = slot_lo(pool, base, slot);
+  if (m->state[i] == SLOT_BROKEN ||
+      (m->state[i] == SLOT_UNTOUCHED && !slot_activate(pool, m, i, lo)))
+    goto pool_path;
+  out->lo = lo;
+  out->size = pool->default_size;
+  out->kind = pool->mode == ARBOR__STACK_MODE_SLAB ? ARBOR__STACK_SLAB
+                                                   : ARBOR__STACK_GUARDED;
+#if defined(ARBOR_HAVE_VALGRIND)
+  out->vg_id = m->vg[i];
+#else
+  out->vg_id = 0;
+#endif
+  return 0;
+
+pool_path:
+  /* In GUARDED mode past the budget this fails with -ENOMEM as it should,
+   * unless the pool still holds a guarded stack. */
+  return arbor__stack_alloc(pool, cache, size, out);
+}
+
+/* The bookkeeping of slot's region if st is slot's arena stack, else NULL:
+ * the address alone tells, since nothing else is ever mapped there. */
+static struct arbor__arena_region *
+arena_of(const struct arbor__stack_pool *pool, uint32_t slot,
+         const struct arbor__stack *st)
+{
+  struct arbor__arena_region *m;
+  char *base = arena_find(pool, slot, &m);
+
+  return base != NULL && st->lo == slot_lo(pool, base, slot) ? m : NULL;
+}
+
+void arbor__stack_free_slot(struct arbor__stack_pool *pool,
+                            struct arbor__stack_cache *cache, uint32_t slot,
+                            const struct arbor__stack *st)
+{
+  if (pool == NULL || !stack_valid(st))
+    return;
+  if (arena_of(pool, slot, st) == NULL) {
+    arbor__stack_free(pool, cache, st);
+    return;
+  }
+  /* As in arbor__stack_free(): the next task with this slot must not be
+   * blamed for an overflow it did not cause. */
+  if (!arbor__stack_check(st, (const char *)st->lo + st->size)) {
+    arbor__stack_discard_slot(pool, slot, st);
+    return;
+  }
+  /* Its pages stay: the next task with this slot is likely to need them. */
+  STACK_UNPOISON(st->lo, st->size);
+}
+
+void arbor__stack_discard_slot(struct arbor__stack_pool *pool, uint32_t slot,
+                               const struct arbor__stack *st)
+{
+  uint32_t i = slot & (ARBOR__ARENA_SLOTS - 1);
+  struct arbor__arena_region *m;
+
+  if (pool == NULL || !stack_valid(st))
+    return;
+  m = arena_of(pool, slot, st);
+  if (m == NULL) {
+    arbor__stack_discard(pool, st);
+    return;
+  }
+  /* Broken for good: simpler than proving a remapped slot clean, and an
+   * overflow is rare enough that the pool can serve this slot's tasks. */
+  m->state[i] = SLOT_BROKEN;
+  pthread_mutex_lock(&pool->lock);
+  pool->arena_active--;
+  pthread_mutex_unlock(&pool->lock);
+#if defined(ARBOR_HAVE_VALGRIND)
+  VG_DEREGISTER(m->vg[i]);
+#endif
+  STACK_UNPOISON(st->lo, st->size);
+  /* A slab one keeps its memory until pool_fini, as a discarded slab stack
+   * does.  A guarded one gives back its pages, then its two VMAs (PROT_NONE
+   * again, it merges with the guard pages around it) and its budget unit;
+   * if mprotect failed the VMAs would still exist, so keep counting them. */
+  if (st->kind != ARBOR__STACK_GUARDED)
+    return;
+  (void)madvise(st->lo, st->size, MADV_DONTNEED);
+  if (mprotect(st->lo, st->size, PROT_NONE) == 0)
+    atomic_fetch_sub_explicit(&guarded_live, 1, memory_order_relaxed);
 }
 
 int arbor__stack_cache_init(struct arbor__stack_cache *cache, unsigned cap)

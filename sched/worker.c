@@ -271,7 +271,7 @@ static inline __attribute__((always_inline)) void after_switch(struct arbor__wor
     atomic_exchange_explicit(&t->state, ARBOR__TASK_DONE,
                              memory_order_release);
     arbor__ctx_destroy(&t->ctx);
-    arbor__stack_free(&s->stacks, &w->stack_cache, &t->stack);
+    arbor__stack_free_slot(&s->stacks, &w->stack_cache, t->slot, &t->stack);
     t->stack.kind = ARBOR__STACK_NONE;
     t->started = 0;
     s->hooks.exited(t);
@@ -286,7 +286,7 @@ static inline __attribute__((always_inline)) void after_switch(struct arbor__wor
     atomic_exchange_explicit(&t->state, ARBOR__TASK_DONE,
                              memory_order_release);
     arbor__ctx_destroy(&t->ctx);
-    arbor__stack_discard(&s->stacks, &t->stack);
+    arbor__stack_discard_slot(&s->stacks, t->slot, &t->stack);
     t->stack.kind = ARBOR__STACK_NONE;
     t->started = 0;
     s->hooks.crashed(t, ARBOR__CRASH_STACK_OVERFLOW);
@@ -311,12 +311,12 @@ static inline __attribute__((always_inline)) bool prepare(struct arbor__worker *
   atomic_store_explicit(&t->state, ARBOR__TASK_RUNNING, memory_order_relaxed);
   t->worker = (uint16_t)w->index;
   if (arbor__unlikely(!t->started)) {
-    int err = arbor__stack_alloc(&s->stacks, &w->stack_cache, t->stack_size,
-                                 &t->stack);
+    int err = arbor__stack_alloc_slot(&s->stacks, &w->stack_cache,
+                                      t->stack_size, t->slot, &t->stack);
 
     if (s->hooks.prestart(t, err) != 0 || err != 0) {
       if (err == 0)
-        arbor__stack_free(&s->stacks, &w->stack_cache, &t->stack);
+        arbor__stack_free_slot(&s->stacks, &w->stack_cache, t->slot, &t->stack);
       t->stack.kind = ARBOR__STACK_NONE;
       atomic_exchange_explicit(&t->state, ARBOR__TASK_DONE,
                                memory_order_release);

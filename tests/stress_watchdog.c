@@ -156,7 +156,7 @@ static void part1(void)
   if (arbor__sched_init(&s, &o, &dummy_hooks) != 0)
     FAIL("sched init");
   for (unsigned i = 0; i < NTASKS; i++)
-    arbor__task_init(&tasks[i], 0);
+    arbor__task_init(&tasks[i], 0, ARBOR__SLOT_NONE);
   pthread_create(&to, NULL, owner, s.workers[0]);
   pthread_create(&tw, NULL, watchdog, s.workers[0]);
   pthread_join(tw, NULL);

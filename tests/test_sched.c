@@ -40,7 +40,7 @@ Test(sched, a_full_ring_spills_half_to_the_injection_queue_losing_nothing,
 
   memset(seen, 0, sizeof(seen));
   for (int i = 0; i < N; i++) {
-    arbor__task_init(&tasks[i], 0);
+    arbor__task_init(&tasks[i], 0, ARBOR__SLOT_NONE);
     arbor__runq_push_sp(w, &tasks[i]);
   }
   cr_expect_leq(ck_ring_size(&w->ring), ARBOR__RING_SIZE - 1);
@@ -64,7 +64,7 @@ Test(sched, a_thief_takes_half_of_the_victims_ring, .init = sched_setup,
   struct arbor__task *t;
 
   for (int i = 0; i < 100; i++) {
-    arbor__task_init(&tasks[i], 0);
+    arbor__task_init(&tasks[i], 0, ARBOR__SLOT_NONE);
     arbor__runq_push_sp(v, &tasks[i]);
   }
   t = arbor__runq_steal_mc(thief, v);
@@ -86,7 +86,7 @@ Test(sched, wake_of_a_waiting_task_queues_it_exactly_once,
 {
   struct arbor__task t;
 
-  arbor__task_init(&t, 0);
+  arbor__task_init(&t, 0, ARBOR__SLOT_NONE);
   atomic_store(&t.state, ARBOR__TASK_WAITING);
   cr_expect(arbor__sched_wake(&s, &t));
   cr_expect_not(arbor__sched_wake(&s, &t)); /* already runnable */

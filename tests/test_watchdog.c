@@ -522,9 +522,9 @@ Test(watchdog, the_watchdog_takes_the_lifo_task_and_the_owner_gets_the_slot_back
     cr_skip_test("membarrier() is not available here");
   cr_assert_eq(arbor__sched_init(&s, &o, &dummy_hooks), 0);
   w = s.workers[0];
-  arbor__task_init(&t1, 0);
-  arbor__task_init(&t2, 0);
-  arbor__task_init(&t3, 0);
+  arbor__task_init(&t1, 0, ARBOR__SLOT_NONE);
+  arbor__task_init(&t2, 0, ARBOR__SLOT_NONE);
+  arbor__task_init(&t3, 0, ARBOR__SLOT_NONE);
   arbor__tls_worker = w; /* this thread plays worker 0's owner */
 
   arbor__sched_submit(&s, &t1);
