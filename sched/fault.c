@@ -24,7 +24,8 @@
  * switch a task's exit makes, from the alternate stack instead of the
  * task's own, which is never touched again.  The worker, back in run(),
  * finds the reason (after_switch() in worker.c): the task is DONE, its
- * stack is unmapped, and runtime/ ends the process without running any of
+ * stack is discarded (unmapped, or for an arena slot made PROT_NONE and
+ * never used again), and runtime/ ends the process without running any of
  * its code (hooks.crashed).  This works with every context back end: the
  * assembly switches only move registers and the stack pointer; ucontext's
  * swapcontext() also reloads the worker's signal mask; the ASan wrapper is

@@ -163,7 +163,7 @@ struct arbor__sched_hooks {
    * async-signal-safe in practice (no stdio, no locks). */
   void (*overflow)(struct arbor__task *t);
   /* The task crashed (enum arbor__crash): it is DONE, will never run again,
-   * and its stack is discarded (unmapped, never reused).  End it without
+   * and its stack is discarded (given back, never reused).  End it without
    * running any more of its code, then as exited().  Called on the worker's
    * own stack.  May be NULL: a crash then aborts as overflow() does. */
   void (*crashed)(struct arbor__task *t, int why);

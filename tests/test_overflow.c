@@ -6,12 +6,14 @@
  * from); faults that are not overflows are never swallowed.
  *
  * Black box, through <arbor.h>, except one test that enters a runtime
- * critical section (sched/sched.h) to show that an overflow there aborts.
+ * critical section (sched/sched.h) to show that an overflow there aborts,
+ * and one that looks at where a process's stack is (the stack arena).
  * Tests that must see the program abort and read what it printed run the
  * runtime in a forked child whose stderr is a pipe.  Waits are on
  * conditions, bounded; nothing here asserts timing. */
 #include <arbor.h>
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -245,6 +247,84 @@ Test(overflow, the_process_ends_with_estackoverflow_and_the_worker_goes_on, TMO)
   WAIT_UNTIL(arbor_alive(rt, b) == 0);
   cr_assert_eq(arbor_wait(rt, b, 0, &reason), 0);
   cr_expect_eq(reason, ARBOR_ESTACKOVERFLOW);
+  WAIT_UNTIL(arbor_rt_live(rt) == 0);
+  arbor_rt_destroy(rt);
+}
+
+/* ---- on an arena stack (white box: sched/) ---- */
+
+/* What the last process that called note_stack() saw: its slot, and
+ * whether its stack was its slot's arena stack. */
+static _Atomic uint32_t seen_slot = ARBOR__SLOT_NONE;
+static _Atomic int seen_arena = -1;
+static struct arbor__stack_pool *_Atomic seen_pool;
+
+static void note_stack(void)
+{
+  const struct arbor__task *t = arbor__sched_current();
+  struct arbor__stack_pool *pool = &arbor__sched_self()->stacks;
+  const void *top = (const char *)t->stack.lo + t->stack.size;
+
+  atomic_store(&seen_pool, pool);
+  atomic_store(&seen_slot, t->slot);
+  atomic_store(&seen_arena, arbor__stack_slot_top(pool, t->slot) == top);
+}
+
+static uint64_t arena_active(void)
+{
+  struct arbor__stack_pool *pool = atomic_load(&seen_pool);
+  uint64_t n;
+
+  pthread_mutex_lock(&pool->lock);
+  n = pool->arena_active;
+  pthread_mutex_unlock(&pool->lock);
+  return n;
+}
+
+static int note_then_overflow(void *arg)
+{
+  note_stack();
+  return overflow_fn(arg);
+}
+
+static int note_then_return(void *arg)
+{
+  (void)arg;
+  note_stack();
+  return 0;
+}
+
+Test(overflow, an_overflow_on_an_arena_stack_ends_the_process_and_its_slot, TMO)
+{
+  arbor_rt *rt;
+  arbor_pid a;
+  uint32_t slot;
+  int reason = 0;
+
+  cr_assert_eq(arbor_rt_create(&rt, &(arbor_rt_opts){.workers = 1}), 0);
+  cr_assert_eq(arbor_spawn(rt, &a, note_then_overflow, NULL,
+                           &(arbor_spawn_opts){.flags = ARBOR_SPAWN_JOINABLE}),
+               0);
+  cr_assert_eq(arbor_wait(rt, a, -1, &reason), 0);
+  cr_expect_eq(reason, ARBOR_ESTACKOVERFLOW, "reason %d (%s)", reason,
+               arbor_reason_name(reason));
+  cr_expect_eq(atomic_load(&seen_arena), 1, "a default stack is the slot's");
+  slot = atomic_load(&seen_slot);
+  /* The crash path broke the slot before the waiters were told. */
+  cr_expect_eq(arena_active(), 0, "the slot is broken");
+
+  /* Other processes run and overflow as before; one that gets the broken
+   * slot (when its record is reused) has a stack from the pool. */
+  for (int i = 0; i < 8; i++) {
+    cr_assert_eq(
+        arbor_spawn(rt, &a, i % 2 ? note_then_overflow : note_then_return, NULL,
+                    &(arbor_spawn_opts){.flags = ARBOR_SPAWN_JOINABLE}),
+        0);
+    cr_assert_eq(arbor_wait(rt, a, -1, &reason), 0);
+    cr_expect_eq(reason, i % 2 ? ARBOR_ESTACKOVERFLOW : 0, "process %d", i);
+    cr_expect_eq(atomic_load(&seen_arena), atomic_load(&seen_slot) != slot,
+                 "process %d, slot %u", i, atomic_load(&seen_slot));
+  }
   WAIT_UNTIL(arbor_rt_live(rt) == 0);
   arbor_rt_destroy(rt);
 }

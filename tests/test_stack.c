@@ -1,5 +1,5 @@
 /* tests/test_stack.c -- white-box tests of sched/stack.c (guarded and slab
- * stacks, caches, the pool, the guard budget).
+ * stacks, caches, the pool, the guard budget, the slot arena).
  *
  * Criterion runs every test in a process of its own, so the process-wide
  * count of guarded stacks starts at zero in each test and a lowered guard
@@ -771,4 +771,445 @@ Test(stack, workers_with_their_own_caches_never_share_a_stack, .timeout = 60)
   arbor__stack_pool_fini(&pool);
   cr_expect_eq(pool.mapped_guarded, 0);
   arbor__stack_set_guard_budget(0);
+}
+
+/* ---- the slot arena ------------------------------------------------------ */
+
+static struct arbor__stack slot_ok(struct arbor__stack_pool *pool,
+                                   struct arbor__stack_cache *cache,
+                                   uint32_t slot)
+{
+  struct arbor__stack st;
+
+  cr_assert_eq(
+      arbor__stack_alloc_slot(pool, cache, pool->default_size, slot, &st), 0,
+      "slot %u", slot);
+  cr_assert_eq(st.size, pool->default_size);
+  return st;
+}
+
+/* Whether st is slot's arena stack: its top is where the hint says. */
+static bool in_arena(const struct arbor__stack_pool *pool, uint32_t slot,
+                     const struct arbor__stack *st)
+{
+  return arbor__stack_slot_top(pool, slot) == top(st);
+}
+
+/* The permissions ("rw-p", "---p") of the mapping holding addr, from
+ * /proc/self/maps. */
+static void perms_at(const void *addr, char perms[5])
+{
+  FILE *f = fopen("/proc/self/maps", "r");
+  unsigned long lo, hi;
+  char line[512];
+
+  cr_assert_not_null(f);
+  strcpy(perms, "none");
+  while (fgets(line, sizeof(line), f) != NULL) {
+    if (sscanf(line, "%lx-%lx %4s", &lo, &hi, perms) == 3 &&
+        (uintptr_t)addr >= lo && (uintptr_t)addr < hi)
+      break;
+    strcpy(perms, "none");
+  }
+  fclose(f);
+}
+
+Test(stack, a_slot_stack_sits_at_a_fixed_address_and_comes_back_to_its_slot)
+{
+  int modes[] = {ARBOR__STACK_MODE_GUARDED, ARBOR__STACK_MODE_AUTO,
+                 ARBOR__STACK_MODE_SLAB};
+
+  for (size_t m = 0; m < 3; m++) {
+    struct arbor__stack_pool pool;
+    struct arbor__stack_cache cache;
+    struct arbor__stack a, b;
+    const char *t;
+
+    pool_init(&pool, modes[m]);
+    cr_assert_eq(arbor__stack_cache_init(&cache, 4), 0);
+    cr_expect_eq(pool.stride, pool.default_size + page());
+    cr_expect_null(arbor__stack_slot_top(&pool, 5), "no region yet");
+    a = slot_ok(&pool, &cache, 5);
+    t = arbor__stack_slot_top(&pool, 5);
+    cr_assert_not_null(t);
+    cr_expect_eq(top(&a), t);
+    /* Slot 5 of its region: five strides and a guard page above the base. */
+    cr_expect_eq((uintptr_t)(t - 6 * pool.stride) % page(), 0);
+    cr_expect_eq(a.kind, modes[m] == ARBOR__STACK_MODE_SLAB
+                             ? ARBOR__STACK_SLAB
+                             : ARBOR__STACK_GUARDED);
+    cr_expect_eq(pool.arena_active, 1);
+    cr_expect_eq(pool.mapped_guarded + pool.mapped_slab, 0);
+    memset((char *)a.lo + ARBOR__STACK_CANARY, 0x5a,
+           a.size - ARBOR__STACK_CANARY);
+
+    /* Freed, it goes to no cache and comes back, pages and all. */
+    arbor__stack_free_slot(&pool, &cache, 5, &a);
+    cr_expect_eq(cache.n, 0);
+    cr_expect_eq(pool.nfree, 0);
+    b = slot_ok(&pool, &cache, 5);
+    cr_expect_eq(b.lo, a.lo);
+    cr_expect_eq(b.kind, a.kind);
+    cr_expect_eq(((unsigned char *)b.lo)[b.size - 1], 0x5a);
+    cr_expect_eq(pool.arena_active, 1);
+    arbor__stack_free_slot(&pool, &cache, 5, &b);
+    arbor__stack_cache_fini(&pool, &cache);
+    arbor__stack_pool_fini(&pool);
+    cr_expect_null(arbor__stack_slot_top(&pool, 5), "gone with the pool");
+  }
+}
+
+Test(stack, distinct_slots_get_disjoint_stacks_at_a_regular_stride)
+{
+  enum { N = 40 };
+  struct arbor__stack_pool pool;
+  struct arbor__stack st[N];
+  uint32_t slot[N];
+  size_t maps;
+
+  pool_init(&pool, ARBOR__STACK_MODE_GUARDED);
+  /* Slots 0..19, then 20 slots from the end of the first region into the
+   * second. */
+  for (uint32_t i = 0; i < N; i++)
+    slot[i] = i < 20 ? i : ARBOR__ARENA_SLOTS - 10 + (i - 20);
+  for (int i = 0; i < N; i++) {
+    st[i] = slot_ok(&pool, NULL, slot[i]);
+    cr_assert(in_arena(&pool, slot[i], &st[i]), "slot %u", slot[i]);
+    /* Written end to end: no two overlap, or the checks below fail. */
+    memset(st[i].lo, i, st[i].size);
+  }
+  for (int i = 1; i < N; i++) {
+    if (slot[i] % ARBOR__ARENA_SLOTS == 0)
+      continue; /* another region: anywhere */
+    cr_expect_eq((char *)st[i].lo - (char *)st[i - 1].lo,
+                 (ptrdiff_t)(pool.stride * (slot[i] - slot[i - 1])),
+                 "slots %u and %u", slot[i - 1], slot[i]);
+  }
+  for (int i = 0; i < N; i++) {
+    cr_expect_eq(((unsigned char *)st[i].lo)[0], i);
+    cr_expect_eq(((unsigned char *)st[i].lo)[st[i].size - 1], i);
+  }
+  cr_expect_eq(pool.arena_active, N);
+  /* Two VMAs per active slot (its stack and, split off, its guard page),
+   * give or take the regions' own. */
+  maps = count_maps();
+  for (int i = 0; i < N; i++)
+    arbor__stack_free_slot(&pool, NULL, slot[i], &st[i]);
+  cr_expect_eq(count_maps(), maps, "freeing maps or unmaps nothing");
+  arbor__stack_pool_fini(&pool);
+  cr_expect_leq(count_maps() + 2 * N, maps + MAPS_SLACK);
+}
+
+Test(stack, other_sizes_and_tasks_without_a_slot_use_the_pool)
+{
+  struct arbor__stack_pool pool;
+  struct arbor__stack_cache cache;
+  struct arbor__stack big, none, far;
+
+  pool_init(&pool, ARBOR__STACK_MODE_GUARDED);
+  cr_assert_eq(arbor__stack_cache_init(&cache, 4), 0);
+  cr_assert_eq(
+      arbor__stack_alloc_slot(&pool, &cache, 2 * pool.default_size, 1, &big),
+      0);
+  none = slot_ok(&pool, &cache, ARBOR__SLOT_NONE);
+  far = slot_ok(&pool, &cache, ARBOR__ARENA_SLOT_LIMIT);
+  cr_expect_eq(pool.mapped_guarded, 3);
+  cr_expect_eq(pool.arena_active, 0);
+  cr_expect_null(arbor__stack_slot_top(&pool, 1), "no region was needed");
+  cr_expect_null(arbor__stack_slot_top(&pool, ARBOR__SLOT_NONE));
+  cr_expect_null(arbor__stack_slot_top(&pool, ARBOR__ARENA_SLOT_LIMIT));
+  cr_expect_eq(arbor__stack_alloc_slot(&pool, &cache, 0, 1, &big), -EINVAL);
+
+  /* They go back the usual way: the default-size ones to the cache. */
+  arbor__stack_free_slot(&pool, &cache, 1, &big);
+  arbor__stack_free_slot(&pool, &cache, ARBOR__SLOT_NONE, &none);
+  arbor__stack_free_slot(&pool, &cache, ARBOR__ARENA_SLOT_LIMIT, &far);
+  cr_expect_eq(cache.n, 2);
+  cr_expect_eq(pool.nfree, 0);
+  arbor__stack_cache_fini(&pool, &cache);
+  cr_expect_eq(pool.nfree, 2); /* the big one is in a class of its own */
+  arbor__stack_pool_fini(&pool);
+  cr_expect_eq(pool.mapped_guarded, 0);
+
+  /* A default stack too large for a region: no arena at all. */
+  cr_assert_eq(arbor__stack_pool_init(&pool, ARBOR__STACK_MODE_GUARDED,
+                                      2 * ARBOR__ARENA_MAX_STACK),
+               0);
+  cr_expect_eq(pool.stride, 0);
+  none = slot_ok(&pool, NULL, 3);
+  cr_expect_eq(pool.mapped_guarded, 1);
+  cr_expect_null(arbor__stack_slot_top(&pool, 3));
+  arbor__stack_free_slot(&pool, NULL, 3, &none);
+  arbor__stack_pool_fini(&pool);
+}
+
+Test(stack,
+     guarded_mode_slots_fail_with_enomem_once_the_guard_budget_is_used_up)
+{
+  struct arbor__stack_pool pool;
+  struct arbor__stack st[3], out = {.lo = &pool};
+
+  arbor__stack_set_guard_budget(3);
+  pool_init(&pool, ARBOR__STACK_MODE_GUARDED);
+  for (uint32_t i = 0; i < 3; i++)
+    st[i] = slot_ok(&pool, NULL, i);
+  cr_expect_eq(arbor__stack_alloc_slot(&pool, NULL, pool.default_size, 3, &out),
+               -ENOMEM);
+  cr_expect_eq(out.lo, &pool, "a failed alloc leaves *out untouched");
+  cr_expect_eq(pool.arena_active, 3);
+  cr_expect_eq(pool.mapped_guarded + pool.mapped_slab, 0);
+  /* An active slot needs no more budget to be used again. */
+  arbor__stack_free_slot(&pool, NULL, 0, &st[0]);
+  cr_expect_eq(slot_ok(&pool, NULL, 0).lo, st[0].lo);
+  for (uint32_t i = 0; i < 3; i++)
+    arbor__stack_free_slot(&pool, NULL, i, &st[i]);
+  arbor__stack_pool_fini(&pool);
+
+  /* The pool's end gave the budget of its active slots back. */
+  pool_init(&pool, ARBOR__STACK_MODE_GUARDED);
+  for (uint32_t i = 0; i < 3; i++)
+    st[i] = slot_ok(&pool, NULL, 10 + i);
+  for (uint32_t i = 0; i < 3; i++)
+    arbor__stack_free_slot(&pool, NULL, 10 + i, &st[i]);
+  arbor__stack_pool_fini(&pool);
+  arbor__stack_set_guard_budget(0);
+}
+
+Test(stack, auto_mode_slots_fall_back_to_slab_stacks_past_the_guard_budget)
+{
+  struct arbor__stack_pool pool;
+  struct arbor__stack st[6];
+
+  arbor__stack_set_guard_budget(4);
+  pool_init(&pool, ARBOR__STACK_MODE_AUTO);
+  for (uint32_t i = 0; i < 6; i++) {
+    st[i] = slot_ok(&pool, NULL, i);
+    cr_expect_eq(in_arena(&pool, i, &st[i]), i < 4, "slot %u", i);
+    cr_expect_eq(st[i].kind, i < 4 ? ARBOR__STACK_GUARDED : ARBOR__STACK_SLAB,
+                 "slot %u", i);
+  }
+  cr_expect_eq(pool.arena_active, 4);
+  cr_expect_eq(pool.mapped_slab, 2);
+  cr_expect_eq(pool.mapped_guarded, 0);
+  for (uint32_t i = 0; i < 6; i++)
+    arbor__stack_free_slot(&pool, NULL, i, &st[i]);
+  cr_expect_eq(pool.nfree, 2, "the slab ones went to the pool");
+
+  /* Budget back (another pool's slot broke, say): slot 4 is activated. */
+  arbor__stack_set_guard_budget(5);
+  st[4] = slot_ok(&pool, NULL, 4);
+  cr_expect(in_arena(&pool, 4, &st[4]));
+  cr_expect_eq(st[4].kind, ARBOR__STACK_GUARDED);
+  arbor__stack_free_slot(&pool, NULL, 4, &st[4]);
+  arbor__stack_pool_fini(&pool);
+  arbor__stack_set_guard_budget(0);
+}
+
+Test(stack, slab_mode_slot_stacks_are_slab_stacks_in_one_mapping)
+{
+  enum { N = 100 };
+  struct arbor__stack_pool pool;
+  struct arbor__stack st[N];
+  char perms[5];
+  size_t start;
+
+  start = count_maps();
+  pool_init(&pool, ARBOR__STACK_MODE_SLAB);
+  for (uint32_t i = 0; i < N; i++) {
+    st[i] = slot_ok(&pool, NULL, i);
+    cr_assert(in_arena(&pool, i, &st[i]));
+    cr_expect_eq(st[i].kind, ARBOR__STACK_SLAB);
+    /* Fresh memory: the canary is zero, and so the check passes. */
+    for (size_t b = 0; b < ARBOR__STACK_CANARY; b++)
+      cr_assert_eq(((unsigned char *)st[i].lo)[b], 0);
+    cr_expect(arbor__stack_check(&st[i], top(&st[i])));
+    ((char *)top(&st[i]))[-1] = 1;
+  }
+  /* One read-write mapping for the region: no guard pages to split it. */
+  cr_expect_leq(count_maps(), start + 1 + MAPS_SLACK);
+  perms_at((char *)st[1].lo - 1, perms);
+  cr_expect_str_eq(perms, "rw-p");
+  cr_expect_eq(pool.arena_active, N);
+  cr_expect_eq(pool.mapped_slab + pool.mapped_guarded, 0);
+  for (uint32_t i = 0; i < N; i++)
+    arbor__stack_free_slot(&pool, NULL, i, &st[i]);
+  arbor__stack_pool_fini(&pool);
+}
+
+Test(stack, a_slot_stack_freed_with_a_dirty_canary_breaks_its_slot)
+{
+  struct arbor__stack_pool pool;
+  struct arbor__stack a, b;
+
+  pool_init(&pool, ARBOR__STACK_MODE_SLAB);
+  a = slot_ok(&pool, NULL, 7);
+  ((char *)a.lo)[8] = 1;
+  arbor__stack_free_slot(&pool, NULL, 7, &a);
+  cr_expect_eq(pool.arena_active, 0);
+  /* Never handed out again: slot 7's tasks get stacks from the pool. */
+  b = slot_ok(&pool, NULL, 7);
+  cr_expect_neq(b.lo, a.lo);
+  cr_expect_not(in_arena(&pool, 7, &b));
+  cr_expect_eq(pool.mapped_slab, 1);
+  cr_expect(arbor__stack_check(&b, top(&b)));
+  arbor__stack_free_slot(&pool, NULL, 7, &b);
+  cr_expect_eq(pool.nfree, 1);
+  arbor__stack_pool_fini(&pool);
+}
+
+Test(stack, the_guard_page_of_a_slot_is_prot_none_and_its_neighbours_too)
+{
+  struct arbor__stack_pool pool;
+  struct arbor__stack st;
+  char perms[5];
+
+  pool_init(&pool, ARBOR__STACK_MODE_GUARDED);
+  st = slot_ok(&pool, NULL, 9);
+  perms_at(st.lo, perms);
+  cr_expect_str_eq(perms, "rw-p");
+  perms_at((char *)top(&st) - 1, perms);
+  cr_expect_str_eq(perms, "rw-p");
+  perms_at((char *)st.lo - 1, perms);
+  cr_expect_str_eq(perms, "---p", "the guard page");
+  perms_at(top(&st), perms);
+  cr_expect_str_eq(perms, "---p", "slot 10's guard page");
+  perms_at((char *)st.lo - pool.stride, perms);
+  cr_expect_str_eq(perms, "---p", "slot 8, never used");
+  arbor__stack_free_slot(&pool, NULL, 9, &st);
+  arbor__stack_pool_fini(&pool);
+}
+
+Test(stack, writing_one_byte_below_a_slot_stack_hits_the_guard_page,
+     .signal = SIGSEGV)
+{
+  struct arbor__stack_pool pool;
+  struct arbor__stack st;
+
+  pool_init(&pool, ARBOR__STACK_MODE_AUTO);
+  st = slot_ok(&pool, NULL, 0);
+  cr_assert_eq(st.kind, ARBOR__STACK_GUARDED);
+  cr_assert(in_arena(&pool, 0, &st));
+  ((volatile char *)st.lo)[st.size - 1] = 1;
+  ((volatile char *)st.lo)[-1] = 1;
+  cr_assert_fail("the write below lo did not fault");
+}
+
+Test(stack, a_discarded_slot_is_broken_and_gives_its_memory_and_budget_back)
+{
+  struct arbor__stack_pool pool;
+  struct arbor__stack a, b, c;
+  char perms[5];
+  size_t maps;
+
+  arbor__stack_set_guard_budget(2);
+  pool_init(&pool, ARBOR__STACK_MODE_GUARDED);
+  a = slot_ok(&pool, NULL, 20);
+  b = slot_ok(&pool, NULL, 21);
+  memset(a.lo, 1, a.size);
+  maps = count_maps();
+  arbor__stack_discard_slot(&pool, 20, &a);
+  cr_expect_eq(pool.arena_active, 1);
+  perms_at((char *)a.lo + a.size / 2, perms);
+  cr_expect_str_eq(perms, "---p");
+  cr_expect_eq(count_maps() + 2, maps, "its two VMAs merged back");
+  /* Its budget unit is back: slot 22 can be activated. */
+  c = slot_ok(&pool, NULL, 22);
+  cr_expect(in_arena(&pool, 22, &c));
+  arbor__stack_free_slot(&pool, NULL, 22, &c);
+  /* Slot 20 is broken: the pool serves it, within the same budget (used
+   * up by slots 21 and 22). */
+  cr_expect_eq(arbor__stack_alloc_slot(&pool, NULL, pool.default_size, 20, &c),
+               -ENOMEM);
+  arbor__stack_set_guard_budget(3);
+  c = slot_ok(&pool, NULL, 20);
+  cr_expect_not(in_arena(&pool, 20, &c));
+  cr_expect_eq(pool.mapped_guarded, 1);
+  arbor__stack_discard_slot(&pool, 20, &c);
+  cr_expect_eq(pool.mapped_guarded, 0, "a pool stack is unmapped as before");
+  arbor__stack_free_slot(&pool, NULL, 21, &b);
+  arbor__stack_pool_fini(&pool);
+  arbor__stack_set_guard_budget(0);
+}
+
+Test(stack, a_slot_stack_can_be_hibernated_and_restored)
+{
+  struct arbor__stack_pool pool;
+  struct arbor__stack st;
+  unsigned char *live;
+  void *buf = NULL;
+
+  pool_init(&pool, ARBOR__STACK_MODE_GUARDED);
+  st = slot_ok(&pool, NULL, 3);
+  live = (unsigned char *)top(&st) - 512;
+  for (int i = 0; i < 512; i++)
+    live[i] = (unsigned char)i;
+  memset(st.lo, 0x77, 4096); /* dead, deeper down */
+  cr_assert_eq(arbor__stack_hibernate(&st, live, &buf), 0);
+  cr_expect_eq(((unsigned char *)st.lo)[0], 0, "pages given back");
+  cr_expect_eq(live[511], 0);
+  arbor__stack_restore(&st, live, buf);
+  for (int i = 0; i < 512; i++)
+    cr_assert_eq(live[i], (unsigned char)i);
+  arbor__stack_free_slot(&pool, NULL, 3, &st);
+  arbor__stack_pool_fini(&pool);
+}
+
+#if defined(TEST_ASAN)
+Test(stack, a_freed_slot_stack_is_unpoisoned_for_asan)
+{
+  struct arbor__stack_pool pool;
+  struct arbor__stack st;
+
+  pool_init(&pool, ARBOR__STACK_MODE_AUTO);
+  st = slot_ok(&pool, NULL, 2);
+  ASAN_POISON_MEMORY_REGION((char *)st.lo + 4096, 8192);
+  arbor__stack_free_slot(&pool, NULL, 2, &st);
+  cr_expect_null(__asan_region_is_poisoned(st.lo, st.size));
+  arbor__stack_pool_fini(&pool);
+}
+#endif
+
+/* Two threads activate and reuse slots of the same regions at once (even
+ * and odd slots), mapping the regions between them. */
+static void *slots_main(void *arg)
+{
+  struct churn *c = arg;
+  struct arbor__stack st;
+  uint32_t base = (uint32_t)(c->tag & 1);
+
+  for (int round = 0; round < 20; round++) {
+    for (uint32_t s = base; s < 3 * ARBOR__ARENA_SLOTS; s += 2 * 97) {
+      if (arbor__stack_alloc_slot(c->pool, NULL, c->pool->default_size, s,
+                                  &st) != 0 ||
+          arbor__stack_slot_top(c->pool, s) != top(&st)) {
+        c->bad++;
+        continue;
+      }
+      c->bad += round > 0 && ((uintptr_t *)top(&st))[-1] != c->tag + s;
+      ((uintptr_t *)top(&st))[-1] = c->tag + s;
+      arbor__stack_free_slot(c->pool, NULL, s, &st);
+    }
+  }
+  return NULL;
+}
+
+Test(stack, threads_share_the_arena_without_sharing_a_slot, .timeout = 60)
+{
+  struct arbor__stack_pool pool;
+  struct churn c[2];
+  pthread_t t[2];
+
+  pool_init(&pool, ARBOR__STACK_MODE_AUTO);
+  for (int i = 0; i < 2; i++) {
+    c[i] = (struct churn){.pool = &pool, .tag = 0x1000u + (uintptr_t)i};
+    cr_assert_eq(pthread_create(&t[i], NULL, slots_main, &c[i]), 0);
+  }
+  for (int i = 0; i < 2; i++) {
+    pthread_join(t[i], NULL);
+    cr_expect_eq(c[i].bad, 0);
+  }
+  for (uint32_t r = 0; r < 3; r++)
+    cr_expect_not_null(
+        arbor__stack_slot_top(&pool, r * ARBOR__ARENA_SLOTS + 1));
+  arbor__stack_pool_fini(&pool);
 }
