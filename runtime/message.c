@@ -221,8 +221,11 @@ recv_core(arbor_msg *msg, const struct matcher *mt, int64_t timeout_ms)
     e = take(p, mt);
     if (e != NULL)
       break;
+    /* Only this wait's own timer can have fired for seq: without one, the
+     * record's third line (fired_seq) stays out of the hop. */
     if (timeout_ms == 0 ||
-        atomic_load_explicit(&p->fired_seq, memory_order_acquire) == seq) {
+        (timer != NULL &&
+         atomic_load_explicit(&p->fired_seq, memory_order_acquire) == seq)) {
       err = ARBOR_ETIMEDOUT;
       break;
     }
