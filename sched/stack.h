@@ -37,7 +37,7 @@
  *    freed stacks of the default size, so that a spawn after an exit makes
  *    no system call;
  *  - else the pool, which keeps freed stacks of every size (up to
- *    guarded_cap guarded ones; every slab one, since they cost no mapping),
+ *    guarded_cap guarded ones; every slab one, since they cost no mapping);
  *  - else a new guarded mapping of its own (MAP_NORESERVE), or a stack
  *    carved from a large shared slab mapping.  Slab stacks are only
  *    unmapped when the pool is destroyed.
@@ -62,11 +62,12 @@
 #define ARBOR__SLOT_NONE UINT32_MAX
 /* Slots per arena region: 4096, as many as runtime/'s chunks of process
  * records.  One region of default (64 KiB) stacks is 272 MiB of address
- * space, mapped once per 4096 slots, and the table of regions covering
- * every slot below ARBOR__ARENA_SLOT_LIMIT is 32 KiB.  Larger regions would
- * reserve more address space than small programs need (a concern on 39-bit
- * aarch64 kernels, and in SLAB mode under strict overcommit, which charges
- * the whole region); smaller ones would make the table grow. */
+ * space, mapped once per 4096 slots, and the pool's two tables of regions
+ * covering every slot below ARBOR__ARENA_SLOT_LIMIT take 32 KiB each.
+ * Larger regions would reserve more address space than small programs need
+ * (a concern on 39-bit aarch64 kernels, and in SLAB mode under strict
+ * overcommit, which charges the whole region); smaller ones would make the
+ * tables grow. */
 #define ARBOR__ARENA_BITS 12
 #define ARBOR__ARENA_SLOTS ((uint32_t)1 << ARBOR__ARENA_BITS)
 /* Slots at or above this use the pool: runtime/'s record indices have 24
