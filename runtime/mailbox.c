@@ -3,9 +3,12 @@
  * A mailbox is one word, `head`, that senders CAS and the owner exchanges,
  * as in CAF's lifo_inbox: it holds either a stack of envelopes (newest
  * first) or a tag -- EMPTY, BLOCKED (the owner waits for a message) or
- * CLOSED (the owner has exited).  So one CAS by a sender both pushes and,
- * if it replaced BLOCKED, makes that sender the one that wakes the owner;
- * a sender that finds CLOSED drops its message.  The owner takes the whole
+ * CLOSED (the owner has exited).  A sender that finds BLOCKED does not
+ * push: its CAS takes BLOCKED back to EMPTY, which makes it the one that
+ * wakes the owner, and it appends its envelope to the owner's private list
+ * itself (arbor__deliver()), so the owner wakes with the message already
+ * fetched -- one atomic exchange fewer per message hop.  A sender that
+ * finds CLOSED drops its message.  The owner takes the whole
  * stack with one exchange and reverses it onto the end of its private FIFO
  * list, so messages from one sender are received in the order they were
  * sent; selective receive simply leaves unmatched envelopes in that list.

@@ -396,24 +396,34 @@ int arbor__send_sys(arbor_pid to, uint32_t tag, const void *data, size_t len);
 
 /* mailbox.c */
 void arbor__mailbox_init(struct arbor__mailbox *mb);
-/* Any thread: push e (see mailbox.c).  ARBOR__PUSH_OK, _WAKE (the caller
- * must wake the owner) or _CLOSED (the envelope is still the caller's). */
+/* Any thread: push e (see mailbox.c).  ARBOR__PUSH_OK; _CLOSED (the
+ * envelope is still the caller's); or _WAKE: the owner was blocked, and the
+ * caller's CAS took BLOCKED back (to EMPTY) instead of pushing, so the
+ * caller now owns the owner's wakeup and must hand e over itself
+ * (arbor__deliver()). */
 static inline int arbor__mailbox_push_mp(struct arbor__mailbox *mb,
                                          struct arbor__env *e)
 {
   struct arbor__env *old = atomic_load_explicit(&mb->head, memory_order_relaxed);
 
-  do {
+  for (;;) {
     if (old == ARBOR__MB_CLOSED)
       return ARBOR__PUSH_CLOSED;
-    atomic_store_explicit(&e->next, old == ARBOR__MB_BLOCKED ? NULL : old,
-                          memory_order_relaxed);
-    /* Release: publishes the envelope; pairs with the acquire exchange in
-     * arbor__mailbox_fetch_sc().  SeqCst on success also orders it against
-     * the owner's CAS to BLOCKED and the checks that follow it. */
-  } while (!atomic_compare_exchange_weak_explicit(
-      &mb->head, &old, e, memory_order_seq_cst, memory_order_relaxed));
-  return old == ARBOR__MB_BLOCKED ? ARBOR__PUSH_WAKE : ARBOR__PUSH_OK;
+    /* SeqCst on success: orders the CAS against the owner's CAS to BLOCKED
+     * and the checks that follow it (message.c); its release publishes
+     * the envelope, for the acquire exchange in arbor__mailbox_fetch_sc(). */
+    if (old == ARBOR__MB_BLOCKED) {
+      if (atomic_compare_exchange_weak_explicit(
+              &mb->head, &old, ARBOR__MB_EMPTY, memory_order_seq_cst,
+              memory_order_relaxed))
+        return ARBOR__PUSH_WAKE;
+      continue;
+    }
+    atomic_store_explicit(&e->next, old, memory_order_relaxed); /* EMPTY: NULL */
+    if (atomic_compare_exchange_weak_explicit(
+            &mb->head, &old, e, memory_order_seq_cst, memory_order_relaxed))
+      return ARBOR__PUSH_OK;
+  }
 }
 /* Owner: move everything pushed so far, in send order, onto first..last. */
 void arbor__mailbox_fetch_sc(struct arbor__mailbox *mb,
@@ -502,8 +512,21 @@ static inline void arbor__deliver(struct arbor__proc *p, arbor_pid to,
   e->to = to;
   switch (arbor__mailbox_push_mp(&p->mbox, e)) {
   case ARBOR__PUSH_WAKE:
-    /* Our CAS replaced BLOCKED: we are the one to wake it, and it is off
-     * its stack (BLOCKED is only set after the switch away). */
+    /* Our CAS took BLOCKED back: we are the one to wake it, and it is off
+     * its stack (BLOCKED is only set after the switch away).  Until it runs
+     * again nobody else touches its private list -- every other waker
+     * (killer, timer, shutdown) needs the same CAS -- so the envelope goes
+     * straight to the end of it, sparing the owner an exchange on its
+     * mailbox.  Order holds: the owner blocked only after fetching
+     * everything pushed before, and what is pushed after goes to the
+     * mailbox, which the owner fetches after this list.  Whoever runs it
+     * next sees the list through the run queue (arbor__sched_ready()). */
+    atomic_store_explicit(&e->next, NULL, memory_order_relaxed);
+    if (p->saved_tail != NULL)
+      atomic_store_explicit(&p->saved_tail->next, e, memory_order_relaxed);
+    else
+      p->saved = e;
+    p->saved_tail = e;
     arbor__sched_ready(&p->rt->sched, &p->task);
     break;
   case ARBOR__PUSH_CLOSED:
