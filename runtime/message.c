@@ -434,6 +434,7 @@ send_copy(arbor_pid to, uint32_t tag, const void *data, size_t len,
   struct arbor__env *e;
   int w;
 
+  arbor__stack_slot_prefetch(&rt->sched.stacks, arbor__pid_index(to));
   if (self != NULL)
     arbor__proc_checkpoint(self);
   w = arbor__worker_of(rt, self);
