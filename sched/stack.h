@@ -240,7 +240,7 @@ static inline void arbor__stack_slot_prefetch(const struct arbor__stack_pool *po
 
   if (top != NULL) {
     for (int i = 1; i <= ARBOR__STACK_TOP_PREFETCH; i++)
-      __builtin_prefetch(top - 64 * i);
+      __builtin_prefetch(top - (ptrdiff_t)64 * i);
   }
 }
 
