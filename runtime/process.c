@@ -580,6 +580,11 @@ void arbor__proc_wake_all(arbor_rt *rt)
 {
   uint32_t n = atomic_load_explicit(&rt->next_index, memory_order_acquire);
 
+  /* Refills that found the index space exhausted leave it a little past
+   * the end (records.c). */
+  if (n > ARBOR__PID_MAX_INDEX)
+    n = ARBOR__PID_MAX_INDEX;
+
   for (uint32_t i = 0; i < n; i++) {
     struct arbor__proc *p = arbor__proc_slot(rt, i);
 

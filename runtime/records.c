@@ -159,11 +159,15 @@ static bool refill(arbor_rt *rt, struct arbor__claim *claim)
       s &= s - 1;
     }
   }
-  /* None free: 64 fresh indices, all in one chunk (64 divides its size). */
+  /* None free: 64 fresh indices, all in one chunk (64 divides its size).
+   * Once the space is used up, look before adding, so that failed tries
+   * leave next_index at most 64 per thread past the end (never wrapping). */
+  if (n >= ARBOR__PID_MAX_INDEX)
+    return false;
   base = atomic_fetch_add_explicit(&rt->next_index, WORD_BITS,
                                    memory_order_relaxed);
   if (base >= ARBOR__PID_MAX_INDEX)
-    return false; /* next_index stays past the end: every later try fails */
+    return false;
   if (!chunk_make(rt, base)) {
     /* Lost until the runtime is destroyed: 64 indices, under memory
      * pressure.  A later refill makes the chunk if memory comes back. */
