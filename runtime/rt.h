@@ -158,7 +158,6 @@ struct arbor__proc {
   struct arbor__defer *defers;
   uint32_t ndefers, capdefers;
   struct arbor__defer defer_inline[ARBOR__DEFER_INLINE];
-  struct arbor__proc *next_free;
 
   /* Links, monitors, registered name: under `lock`. */
   _Atomic uint32_t lock; /* a spinlock: held for a few instructions */
