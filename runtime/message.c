@@ -195,6 +195,22 @@ static void wait_timer(struct arbor__proc *p)
   arbor__proc_checkpoint(p);
 }
 
+/* The start of a receive or a hibernation, after the checkpoint: the
+ * envelope the last receive returned is done with, and a new wait gets its
+ * own number, so that no earlier wait's fired timer counts for it. */
+static inline uint32_t wait_begin(struct arbor__proc *p)
+{
+  uint32_t seq;
+
+  if (p->current != NULL) {
+    arbor__env_free(p->rt, p->task.worker, p->current);
+    p->current = NULL;
+  }
+  seq = atomic_load_explicit(&p->wait_seq, memory_order_relaxed) + 1;
+  atomic_store_explicit(&p->wait_seq, seq, memory_order_relaxed);
+  return seq;
+}
+
 /* Inlined into each receive, so that a plain arbor_recv() is compiled
  * with the matcher known (it matches anything). */
 static inline __attribute__((always_inline)) int
@@ -211,12 +227,7 @@ recv_core(arbor_msg *msg, const struct matcher *mt, int64_t timeout_ms)
   if (msg == NULL)
     return ARBOR_EINVAL;
   arbor__proc_checkpoint(p);
-  if (p->current != NULL) {
-    arbor__env_free(p->rt, p->task.worker, p->current);
-    p->current = NULL;
-  }
-  seq = atomic_load_explicit(&p->wait_seq, memory_order_relaxed) + 1;
-  atomic_store_explicit(&p->wait_seq, seq, memory_order_relaxed);
+  seq = wait_begin(p);
   for (;;) {
     e = take(p, mt);
     if (e != NULL)
@@ -291,18 +302,11 @@ int arbor_hibernate(void)
 {
   static const struct matcher none = {2, 0, match_none, NULL};
   struct arbor__proc *p = arbor__proc_current();
-  uint32_t seq;
 
   if (p == NULL)
     return ARBOR_ENOTPROC;
   arbor__proc_checkpoint(p);
-  if (p->current != NULL) {
-    arbor__env_free(p->rt, p->task.worker, p->current);
-    p->current = NULL;
-  }
-  /* A wait of its own, so that no earlier receive's fired timer counts. */
-  seq = atomic_load_explicit(&p->wait_seq, memory_order_relaxed) + 1;
-  atomic_store_explicit(&p->wait_seq, seq, memory_order_relaxed);
+  (void)wait_begin(p);
   for (;;) {
     /* Takes nothing: fetches what has arrived, and drops what was sent to
      * an earlier incarnation of the record, which must not wake us. */
